@@ -1,0 +1,117 @@
+//! Errors: [`CoreError`] for bad input to core types, [`HandlerError`] for what a handler
+//! returns.
+
+use std::any::Any;
+use std::time::Duration;
+
+/// A boxed error from user code, as carried by [`HandlerError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Bad input to a core type. Every variant is final for that input: fix the input and call
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// An event type name broke the naming rules.
+    #[error("invalid event type {name:?}: {reason}; use dot-separated segments of ASCII letters, digits, '_' or '-', such as \"order.created\"")]
+    InvalidEventType {
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A subscription pattern broke the pattern rules.
+    #[error("invalid pattern {pattern:?}: {reason}; patterns are event type names whose segments may be '*' (one segment) or a final '>' (the rest)")]
+    InvalidPattern {
+        /// The rejected pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid {setting}: {reason}")]
+    InvalidConfig {
+        /// The setting, as named by its builder method.
+        setting: &'static str,
+        /// What is wrong and what range is accepted.
+        reason: String,
+    },
+}
+
+/// Why a handler invocation failed.
+///
+/// Handlers return [`retryable`](Self::retryable) or [`permanent`](Self::permanent) errors;
+/// flowgate itself produces [`Panicked`](Self::Panicked), [`TimedOut`](Self::TimedOut) and
+/// [`CircuitOpen`](Self::CircuitOpen), all of which are retryable.
+///
+/// ```
+/// use flowgate::HandlerError;
+///
+/// let e = HandlerError::retryable(std::io::Error::other("connection reset"));
+/// assert!(e.is_retryable());
+/// let e = HandlerError::permanent("card declined");
+/// assert!(!e.is_retryable());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// A transient failure: the delivery path may try again (see the retry policy).
+    #[error("handler failed with a retryable error")]
+    Retryable(#[source] BoxError),
+    /// A failure that trying again will not fix: the event goes straight to the dead letters.
+    #[error("handler failed with a permanent error")]
+    Permanent(#[source] BoxError),
+    /// The handler panicked; the panic was caught and the worker kept running.
+    #[error("handler panicked: {message}")]
+    Panicked {
+        /// The panic message, when the panic carried a string.
+        message: String,
+    },
+    /// The handler ran past its timeout and was cancelled (its future was dropped).
+    #[error("handler timed out after {0:?} and was cancelled")]
+    TimedOut(Duration),
+    /// The handler's circuit breaker is open; the handler was not called.
+    #[error("circuit breaker open: the handler was not called; it will be tried again after the open period")]
+    CircuitOpen,
+}
+
+impl HandlerError {
+    /// A transient failure worth retrying.
+    pub fn retryable(error: impl Into<BoxError>) -> Self {
+        Self::Retryable(error.into())
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Self::Permanent(error.into())
+    }
+
+    /// Builds [`Panicked`](Self::Panicked) from a caught panic payload.
+    ///
+    /// ```
+    /// # use flowgate::HandlerError;
+    /// let payload = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+    /// let e = HandlerError::from_panic(payload.as_ref());
+    /// assert_eq!(e.to_string(), "handler panicked: boom");
+    /// ```
+    pub fn from_panic(payload: &(dyn Any + Send)) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "non-string panic payload".to_owned()
+        };
+        Self::Panicked { message }
+    }
+
+    /// Whether the delivery path may try again. Only [`Permanent`](Self::Permanent) is not.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Permanent(_))
+    }
+
+    /// Whether this failure was a caught panic.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Self::Panicked { .. })
+    }
+}

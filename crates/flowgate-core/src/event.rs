@@ -1,0 +1,435 @@
+//! The event envelope.
+//!
+//! An [`Event<T>`] carries a unique [`EventId`] (UUID v7, so ids sort by creation time), an
+//! [`EventType`] name, a wall-clock timestamp, a typed payload, string [`Metadata`], an optional
+//! ordering [`Key`] and an optional idempotency key.
+//!
+//! The envelope lives behind one `Arc`: cloning an event (which every fan-out does, once per
+//! handler) is one reference-count increment and never copies the payload or the metadata.
+//! The payload is never serialized on the in-process path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+// Data, not synchronization: public types use std's `Arc` whatever the cfg, so the API
+// is the same under loom.
+use std::sync::Arc;
+use crate::{CoreError, EventType};
+
+/// A unique event id: a UUID v7, so ids created later sort after earlier ones.
+///
+/// ```
+/// use flowgate::EventId;
+///
+/// let a = EventId::new();
+/// let b = EventId::new();
+/// assert_ne!(a, b);
+/// assert_eq!(a.as_uuid().get_version_num(), 7);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    /// A fresh UUID v7 id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an existing UUID (for example one read back from storage).
+    ///
+    /// ```
+    /// # use flowgate::EventId;
+    /// let id = EventId::new();
+    /// assert_eq!(EventId::from_uuid(*id.as_uuid()), id);
+    /// ```
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The underlying UUID.
+    ///
+    /// ```
+    /// # use flowgate::EventId;
+    /// assert!(!EventId::new().as_uuid().is_nil());
+    /// ```
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({})", self.0)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// An ordering or idempotency key: a cheap-to-clone string.
+///
+/// Build one from a string or an integer id.
+///
+/// ```
+/// use flowgate::Key;
+///
+/// assert_eq!(Key::from(42_u64).as_str(), "42");
+/// assert_eq!(Key::from("order-7").as_str(), "order-7");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    /// The key as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Self(Arc::from(s))
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Self(Arc::from(s))
+    }
+}
+
+impl From<Uuid> for Key {
+    fn from(u: Uuid) -> Self {
+        Self(Arc::from(u.to_string()))
+    }
+}
+
+impl From<EventId> for Key {
+    fn from(id: EventId) -> Self {
+        Self::from(id.0)
+    }
+}
+
+macro_rules! key_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Key {
+            fn from(n: $t) -> Self {
+                Self(Arc::from(n.to_string()))
+            }
+        }
+    )*};
+}
+key_from_int!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+
+/// String metadata attached to an event (trace context, tenant, causation id, ...).
+///
+/// An ordered map; empty metadata does not allocate.
+pub type Metadata = BTreeMap<String, String>;
+
+/// The shared part of an event. Built once, then only read.
+struct Envelope<T> {
+    id: EventId,
+    kind: EventType,
+    timestamp: SystemTime,
+    payload: Arc<T>,
+    metadata: Metadata,
+    key: Option<Key>,
+    idempotency_key: Option<Key>,
+}
+
+// By hand: the payload sits behind its own `Arc`, so copying an envelope needs no `T: Clone`.
+impl<T> Clone for Envelope<T> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            kind: self.kind.clone(),
+            timestamp: self.timestamp,
+            payload: Arc::clone(&self.payload),
+            metadata: self.metadata.clone(),
+            key: self.key.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+}
+
+/// An event: envelope plus typed payload, shared by `Arc`.
+///
+/// Cloning is one reference-count increment. The `with_*` methods are meant for building an
+/// event before it is emitted; on an event that is already shared they copy the envelope (not
+/// the payload) first, so other holders never see it change.
+///
+/// ```
+/// use flowgate::{Event, Key};
+///
+/// #[derive(Debug)]
+/// struct OrderPlaced { id: u64, total_cents: u64 }
+///
+/// let event = Event::new("order.placed", OrderPlaced { id: 7, total_cents: 1250 })?
+///     .with_key(7_u64)
+///     .with_metadata("tenant", "acme");
+/// assert_eq!(event.kind().as_str(), "order.placed");
+/// assert_eq!(event.payload().total_cents, 1250);
+/// assert_eq!(event.key(), Some(&Key::from(7_u64)));
+/// assert_eq!(event.metadata().get("tenant").map(String::as_str), Some("acme"));
+/// // Without an explicit idempotency key, the event id is used.
+/// assert_eq!(event.idempotency_key(), Key::from(event.id()));
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
+pub struct Event<T> {
+    inner: Arc<Envelope<T>>,
+}
+
+impl<T> Clone for Event<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Event<T> {
+    /// Creates an event of type `kind` with a fresh id and the current time.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidEventType`] when `kind` is not a valid type name (see
+    /// [`EventType::new`]).
+    pub fn new(kind: impl AsRef<str>, payload: T) -> Result<Self, CoreError> {
+        Ok(Self::with_type(EventType::new(kind)?, payload))
+    }
+
+    /// Creates an event from an already validated type name.
+    ///
+    /// ```
+    /// # use flowgate::{Event, EventType};
+    /// let kind = EventType::new("tick")?;
+    /// let a = Event::with_type(kind.clone(), 1);
+    /// let b = Event::with_type(kind, 2);
+    /// assert!(a.id() < b.id());
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn with_type(kind: EventType, payload: T) -> Self {
+        Self::from_shared(kind, Arc::new(payload))
+    }
+
+    /// Creates an event around a payload that is already shared.
+    ///
+    /// ```
+    /// # use flowgate::{Event, EventType};
+    /// use std::sync::Arc;
+    /// let payload = Arc::new(String::from("big"));
+    /// let event = Event::from_shared(EventType::new("blob")?, Arc::clone(&payload));
+    /// assert!(Arc::ptr_eq(event.shared_payload(), &payload));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn from_shared(kind: EventType, payload: Arc<T>) -> Self {
+        Self {
+            inner: Arc::new(Envelope {
+                id: EventId::new(),
+                kind,
+                timestamp: SystemTime::now(),
+                payload,
+                metadata: Metadata::new(),
+                key: None,
+                idempotency_key: None,
+            }),
+        }
+    }
+
+    fn envelope_mut(&mut self) -> &mut Envelope<T> {
+        Arc::make_mut(&mut self.inner)
+    }
+
+    /// Sets the ordering key: events with the same key are handled in order, one at a time.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// let e = Event::new("a", ())?.with_key("k");
+    /// assert_eq!(e.key().unwrap().as_str(), "k");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<Key>) -> Self {
+        self.envelope_mut().key = Some(key.into());
+        self
+    }
+
+    /// Sets the idempotency key used by exactly-once delivery (default: the event id).
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// let e = Event::new("a", ())?.with_idempotency_key("payment-9");
+    /// assert_eq!(e.idempotency_key().as_str(), "payment-9");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_idempotency_key(mut self, key: impl Into<Key>) -> Self {
+        self.envelope_mut().idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Adds one metadata entry, replacing an earlier value of the same name.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// let e = Event::new("a", ())?.with_metadata("trace", "abc");
+    /// assert_eq!(e.metadata()["trace"], "abc");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_metadata(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.envelope_mut()
+            .metadata
+            .insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the timestamp (for example when re-creating an event read from storage).
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// use std::time::SystemTime;
+    /// let e = Event::new("a", ())?.with_timestamp(SystemTime::UNIX_EPOCH);
+    /// assert_eq!(e.timestamp(), SystemTime::UNIX_EPOCH);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
+        self.envelope_mut().timestamp = timestamp;
+        self
+    }
+
+    /// Sets the id (for example when re-creating an event read from storage).
+    ///
+    /// ```
+    /// # use flowgate::{Event, EventId};
+    /// let id = EventId::new();
+    /// assert_eq!(Event::new("a", ())?.with_id(id).id(), id);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.envelope_mut().id = id;
+        self
+    }
+
+    /// The event id.
+    pub fn id(&self) -> EventId {
+        self.inner.id
+    }
+
+    /// The event type name.
+    pub fn kind(&self) -> &EventType {
+        &self.inner.kind
+    }
+
+    /// When the event was created.
+    pub fn timestamp(&self) -> SystemTime {
+        self.inner.timestamp
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &T {
+        &self.inner.payload
+    }
+
+    /// The payload's shared allocation (fan-out never copies it).
+    pub fn shared_payload(&self) -> &Arc<T> {
+        &self.inner.payload
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// The ordering key, if any.
+    pub fn key(&self) -> Option<&Key> {
+        self.inner.key.as_ref()
+    }
+
+    /// The idempotency key: the one set with [`with_idempotency_key`](Self::with_idempotency_key),
+    /// or else the event id.
+    pub fn idempotency_key(&self) -> Key {
+        self.inner
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| Key::from(self.inner.id))
+    }
+
+    /// Whether two handles share one envelope (true for clones of one event).
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// let e = Event::new("a", ())?;
+    /// assert!(Event::ptr_eq(&e, &e.clone()));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Event<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &*self.inner;
+        f.debug_struct("Event")
+            .field("id", &e.id)
+            .field("kind", &e.kind)
+            .field("key", &e.key)
+            .field("payload", &e.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn building_a_shared_event_copies_the_envelope_not_the_payload() {
+        let a = Event::new("a.b", vec![1, 2, 3]).unwrap();
+        let b = a.clone().with_key("k");
+        assert!(a.key().is_none(), "the other holder must not see the change");
+        assert_eq!(b.key().unwrap().as_str(), "k");
+        assert!(Arc::ptr_eq(a.shared_payload(), b.shared_payload()));
+    }
+
+    #[test]
+    fn invalid_type_is_a_typed_error() {
+        assert!(matches!(
+            Event::new("", 1),
+            Err(CoreError::InvalidEventType { .. })
+        ));
+    }
+}

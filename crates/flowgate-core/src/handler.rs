@@ -1,0 +1,191 @@
+//! The handler trait and its closure adapter.
+//!
+//! A handler is anything that turns an [`Event<T>`] into a future resolving to
+//! [`HandlerResult`]. Any `Fn(Event<T>) -> impl Future<Output = HandlerResult>` closure is a
+//! handler, so a one-line handler needs no struct:
+//!
+//! ```
+//! use flowgate::{Event, Handler, HandlerError};
+//!
+//! let handler = |event: Event<u32>| async move {
+//!     if *event.payload() == 0 {
+//!         return Err(HandlerError::permanent("zero is not a valid amount"));
+//!     }
+//!     Ok(())
+//! };
+//! # fn assert_handler<H: Handler<u32>>(_: &H) {}
+//! # assert_handler(&handler);
+//! ```
+//!
+//! Each invocation costs one heap allocation: the boxed future that erases the handler's
+//! concrete future type. Every middleware layer wrapped around a handler adds one more.
+//!
+//! Calling a handler through [`invoke`] catches panics, both in `call` and while the future is
+//! polled, and turns them into [`HandlerError::Panicked`] (a retryable failure), so a panicking
+//! handler never takes a worker down with it.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::{Event, HandlerError};
+
+/// A boxed, `Send` future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a handler invocation resolves to.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// An asynchronous event handler.
+///
+/// Implemented for every `Fn(Event<T>) -> Fut` closure whose `Fut` is a `Send + 'static`
+/// future of [`HandlerResult`]. Implement it by hand for handlers that carry state:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use flowgate::{BoxFuture, Event, Handler, HandlerResult};
+///
+/// struct Sum(Arc<AtomicU64>);
+///
+/// impl Handler<u64> for Sum {
+///     fn call(&self, event: Event<u64>) -> BoxFuture<'static, HandlerResult> {
+///         let total = Arc::clone(&self.0);
+///         Box::pin(async move {
+///             total.fetch_add(*event.payload(), Ordering::Relaxed);
+///             Ok(())
+///         })
+///     }
+/// }
+/// ```
+pub trait Handler<T>: Send + Sync + 'static {
+    /// Starts handling `event`. The returned future does the work; dropping it cancels it.
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult>;
+}
+
+impl<T, F, Fut> Handler<T> for F
+where
+    F: Fn(Event<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
+        Box::pin(self(event))
+    }
+}
+
+/// A type-erased, shareable handler.
+///
+/// ```
+/// use flowgate::{BoxHandler, Event};
+/// let handler = BoxHandler::new(|_: Event<()>| async { Ok(()) });
+/// let copy = handler.clone();
+/// # drop(copy);
+/// ```
+pub struct BoxHandler<T> {
+    inner: Arc<dyn Handler<T>>,
+}
+
+impl<T: 'static> BoxHandler<T> {
+    /// Erases `handler`'s type.
+    pub fn new(handler: impl Handler<T>) -> Self {
+        Self {
+            inner: Arc::new(handler),
+        }
+    }
+}
+
+impl<T> Clone for BoxHandler<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> fmt::Debug for BoxHandler<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxHandler")
+    }
+}
+
+impl<T: 'static> Handler<T> for BoxHandler<T> {
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
+        self.inner.call(event)
+    }
+}
+
+/// Calls `handler` with panics caught; see [`Invoke`].
+///
+/// ```
+/// use flowgate::{invoke, Event, HandlerError};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let handler = |_: Event<()>| async { panic!("bug in handler") };
+/// let outcome = invoke(&handler, Event::new("a", ())?).await;
+/// assert!(matches!(outcome, Err(HandlerError::Panicked { .. })));
+/// # Ok(())
+/// # }
+/// ```
+pub fn invoke<T, H: Handler<T> + ?Sized>(handler: &H, event: Event<T>) -> Invoke {
+    match catch_unwind(AssertUnwindSafe(|| handler.call(event))) {
+        Ok(future) => Invoke {
+            state: InvokeState::Running(future),
+        },
+        Err(payload) => Invoke {
+            state: InvokeState::Failed(Some(HandlerError::from_panic(payload.as_ref()))),
+        },
+    }
+}
+
+/// The future of one handler invocation, with panics turned into
+/// [`HandlerError::Panicked`]. Returned by [`invoke`].
+#[must_use = "a handler does nothing until its future is polled"]
+pub struct Invoke {
+    state: InvokeState,
+}
+
+enum InvokeState {
+    Running(BoxFuture<'static, HandlerResult>),
+    /// `call` itself panicked; the error is handed out on the first poll.
+    Failed(Option<HandlerError>),
+    Done,
+}
+
+impl fmt::Debug for Invoke {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            InvokeState::Running(_) => "running",
+            InvokeState::Failed(_) => "failed",
+            InvokeState::Done => "done",
+        };
+        f.debug_struct("Invoke").field("state", &state).finish()
+    }
+}
+
+impl Future for Invoke {
+    type Output = HandlerResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<HandlerResult> {
+        let result = match &mut self.state {
+            InvokeState::Running(future) => {
+                match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(result)) => result,
+                    Err(payload) => Err(HandlerError::from_panic(payload.as_ref())),
+                }
+            }
+            InvokeState::Failed(error) => Err(error.take().unwrap_or(HandlerError::Panicked {
+                message: "handler future polled after it failed".to_owned(),
+            })),
+            InvokeState::Done => Err(HandlerError::Panicked {
+                message: "handler future polled after completion".to_owned(),
+            }),
+        };
+        // A panicked future may hold broken state: drop it now, never poll it again.
+        self.state = InvokeState::Done;
+        Poll::Ready(result)
+    }
+}

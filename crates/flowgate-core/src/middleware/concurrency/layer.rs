@@ -1,0 +1,40 @@
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::ConcurrencyLimit;
+use crate::Layer;
+
+/// Builds [`ConcurrencyLimit`] handlers.
+///
+/// Every handler built by one layer value gets its own permits; clone the built handler, not
+/// the layer, to share a cap.
+///
+/// ```
+/// use flowgate::middleware::ConcurrencyLimitLayer;
+/// let layer = ConcurrencyLimitLayer::new(8);
+/// assert_eq!(layer.max(), 8);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrencyLimitLayer {
+    max: usize,
+}
+
+impl ConcurrencyLimitLayer {
+    /// At most `max` invocations at once (0 is raised to 1).
+    pub fn new(max: usize) -> Self {
+        Self { max: max.max(1) }
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl<H> Layer<H> for ConcurrencyLimitLayer {
+    type Handler = ConcurrencyLimit<H>;
+    fn layer(&self, inner: H) -> ConcurrencyLimit<H> {
+        ConcurrencyLimit::with_semaphore(inner, Arc::new(Semaphore::new(self.max)))
+    }
+}

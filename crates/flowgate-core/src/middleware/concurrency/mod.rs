@@ -1,0 +1,78 @@
+//! A per-handler concurrency cap: at most `max` invocations of the wrapped handler run at once.
+//!
+//! The permit lives inside the invocation's future, so a cancelled or panicking invocation gives
+//! it back.
+
+mod layer;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+pub use layer::ConcurrencyLimitLayer;
+
+use crate::{BoxFuture, Event, Handler, HandlerError, HandlerResult};
+
+/// A handler that waits for one of `max` permits before calling `H`.
+///
+/// Built by [`ConcurrencyLimitLayer`]. Clones share the permits.
+///
+/// ```
+/// use flowgate::{Event, Layer};
+/// use flowgate::middleware::ConcurrencyLimitLayer;
+/// let handler = ConcurrencyLimitLayer::new(2).layer(|_: Event<()>| async { Ok(()) });
+/// assert_eq!(handler.available(), 2);
+/// ```
+#[derive(Debug)]
+pub struct ConcurrencyLimit<H> {
+    inner: Arc<H>,
+    permits: Arc<Semaphore>,
+}
+
+impl<H> Clone for ConcurrencyLimit<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            permits: Arc::clone(&self.permits),
+        }
+    }
+}
+
+impl<H> ConcurrencyLimit<H> {
+    /// Wraps `inner`; `max` of 0 is raised to 1 (a handler that can never run would lose
+    /// events).
+    pub fn new(inner: H, max: usize) -> Self {
+        Self::with_semaphore(inner, Arc::new(Semaphore::new(max.max(1))))
+    }
+
+    pub(crate) fn with_semaphore(inner: H, permits: Arc<Semaphore>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            permits,
+        }
+    }
+
+    /// Permits free now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// The wrapped handler.
+    pub fn get_ref(&self) -> &H {
+        &self.inner
+    }
+}
+
+impl<T: Send + Sync + 'static, H: Handler<T>> Handler<T> for ConcurrencyLimit<H> {
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
+        let inner = Arc::clone(&self.inner);
+        let permits = Arc::clone(&self.permits);
+        Box::pin(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                // The semaphore is never closed; report rather than panic if that changes.
+                return Err(HandlerError::retryable("concurrency limit closed"));
+            };
+            inner.call(event).await
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! Middleware: layers that wrap a handler, in the spirit of tower.
+//!
+//! A [`Layer`] takes a handler and returns a new handler that wraps it. Logging, timeouts,
+//! concurrency caps, circuit breaking and metrics are all layers; none is a special case of
+//! the delivery path. Each layer comes as two types: `XLayer` (the configuration, `Clone`)
+//! builds `X<H>` (the wrapping handler, with `get_ref` / `into_inner`).
+//!
+//! Layers compose with [`Layers`]: **the first layer added is the outermost**, so it sees
+//! the event first and the outcome last.
+//!
+//! ```
+//! use std::time::Duration;
+//! use flowgate::{Event, Handler, Layer, Layers};
+//! use flowgate::middleware::{ConcurrencyLimitLayer, TimeoutLayer, TraceLayer};
+//!
+//! let handler = |_: Event<u32>| async { Ok(()) };
+//! // trace( concurrency_limit( timeout( handler ) ) )
+//! let wrapped = Layers::new()
+//!     .layer(TraceLayer::new())
+//!     .layer(ConcurrencyLimitLayer::new(4))
+//!     .layer(TimeoutLayer::new(Duration::from_secs(2)))
+//!     .wrap(handler);
+//! # fn assert_handler<H: Handler<u32>>(_: &H) {}
+//! # assert_handler(&wrapped);
+//! ```
+//!
+//! Each layer that runs code around the inner future boxes one more future per invocation.
+
+mod circuit;
+mod concurrency;
+mod observe;
+mod timeout;
+mod trace;
+
+pub use circuit::{CircuitBreak, CircuitBreakerLayer};
+pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
+pub use observe::{Observation, Observe, ObserveLayer};
+pub use timeout::{Timeout, TimeoutLayer};
+pub use trace::{Trace, TraceLayer};
+
+/// Wraps a handler in another one.
+///
+/// ```
+/// use flowgate::{Event, Layer};
+/// use flowgate::middleware::TimeoutLayer;
+/// use std::time::Duration;
+///
+/// let handler = TimeoutLayer::new(Duration::from_secs(1)).layer(|_: Event<()>| async { Ok(()) });
+/// assert_eq!(handler.duration(), Duration::from_secs(1));
+/// ```
+pub trait Layer<H> {
+    /// The wrapping handler.
+    type Handler;
+
+    /// Wraps `inner`.
+    fn layer(&self, inner: H) -> Self::Handler;
+}
+
+/// The layer that does nothing.
+///
+/// ```
+/// use flowgate::{Event, Layer};
+/// use flowgate::middleware::Identity;
+/// let handler = Identity.layer(|_: Event<()>| async { Ok(()) });
+/// # drop(handler);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity;
+
+impl<H> Layer<H> for Identity {
+    type Handler = H;
+    fn layer(&self, inner: H) -> H {
+        inner
+    }
+}
+
+/// Two layers, `outer` wrapping `inner`.
+///
+/// ```
+/// use flowgate::{Event, Layer};
+/// use flowgate::middleware::{Identity, Stack, TraceLayer};
+/// let stack = Stack::new(Identity, TraceLayer::new());
+/// let handler = stack.layer(|_: Event<()>| async { Ok(()) });
+/// # drop(handler);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stack<Inner, Outer> {
+    inner: Inner,
+    outer: Outer,
+}
+
+impl<Inner, Outer> Stack<Inner, Outer> {
+    /// `outer` around `inner`.
+    pub fn new(inner: Inner, outer: Outer) -> Self {
+        Self { inner, outer }
+    }
+}
+
+impl<H, Inner, Outer> Layer<H> for Stack<Inner, Outer>
+where
+    Inner: Layer<H>,
+    Outer: Layer<Inner::Handler>,
+{
+    type Handler = Outer::Handler;
+    fn layer(&self, handler: H) -> Self::Handler {
+        self.outer.layer(self.inner.layer(handler))
+    }
+}
+
+/// Builds a stack of layers; the first one added is the outermost.
+///
+/// See the [module docs](self) for an example.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layers<L> {
+    stack: L,
+}
+
+impl Layers<Identity> {
+    /// An empty stack.
+    pub fn new() -> Self {
+        Self { stack: Identity }
+    }
+}
+
+impl<L> Layers<L> {
+    /// Adds `layer` inside every layer added so far.
+    pub fn layer<N>(self, layer: N) -> Layers<Stack<N, L>> {
+        Layers {
+            stack: Stack::new(layer, self.stack),
+        }
+    }
+
+    /// Wraps `handler` in the whole stack.
+    pub fn wrap<H>(&self, handler: H) -> L::Handler
+    where
+        L: Layer<H>,
+    {
+        self.stack.layer(handler)
+    }
+}
+
+impl<H, L: Layer<H>> Layer<H> for Layers<L> {
+    type Handler = L::Handler;
+    fn layer(&self, inner: H) -> Self::Handler {
+        self.stack.layer(inner)
+    }
+}

@@ -1,0 +1,111 @@
+//! Observation as middleware: a callback with each invocation's outcome and duration, the
+//! hook through which metrics are recorded.
+
+mod layer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use layer::ObserveLayer;
+
+use crate::{BoxFuture, Event, EventId, EventType, Handler, HandlerError, HandlerResult};
+
+/// What [`Observe`] reports for one invocation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Observation<'a> {
+    /// The event's type.
+    pub kind: &'a EventType,
+    /// The event's id.
+    pub event_id: EventId,
+    /// How the invocation ended.
+    pub outcome: Result<(), &'a HandlerError>,
+    /// How long it ran (on the tokio clock).
+    pub elapsed: Duration,
+}
+
+/// A handler that calls an observer after each invocation of `H`. Built by [`ObserveLayer`].
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use flowgate::{invoke, Event, Layer};
+/// use flowgate::middleware::{Observation, ObserveLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let failures = Arc::new(AtomicU64::new(0));
+/// let counter = Arc::clone(&failures);
+/// let layer = ObserveLayer::new(move |obs: &Observation<'_>| {
+///     if obs.outcome.is_err() {
+///         counter.fetch_add(1, Ordering::Relaxed);
+///     }
+/// });
+/// let handler = layer.layer(|_: Event<()>| async { Err(flowgate::HandlerError::permanent("no")) });
+/// let _ = invoke(&handler, Event::new("a", ())?).await;
+/// assert_eq!(failures.load(Ordering::Relaxed), 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Observe<H, F> {
+    inner: H,
+    observer: Arc<F>,
+}
+
+impl<H: Clone, F> Clone for Observe<H, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            observer: Arc::clone(&self.observer),
+        }
+    }
+}
+
+impl<H: std::fmt::Debug, F> std::fmt::Debug for Observe<H, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observe")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H, F> Observe<H, F> {
+    /// Wraps `inner`, reporting to `observer`.
+    pub fn new(inner: H, observer: Arc<F>) -> Self {
+        Self { inner, observer }
+    }
+
+    /// The wrapped handler.
+    pub fn get_ref(&self) -> &H {
+        &self.inner
+    }
+
+    /// Unwraps the handler.
+    pub fn into_inner(self) -> H {
+        self.inner
+    }
+}
+
+impl<T, H, F> Handler<T> for Observe<H, F>
+where
+    H: Handler<T>,
+    F: Fn(&Observation<'_>) + Send + Sync + 'static,
+{
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
+        let kind = event.kind().clone();
+        let event_id = event.id();
+        let inner = self.inner.call(event);
+        let observer = Arc::clone(&self.observer);
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let result = inner.await;
+            observer(&Observation {
+                kind: &kind,
+                event_id,
+                outcome: result.as_ref().map(|()| ()),
+                elapsed: started.elapsed(),
+            });
+            result
+        })
+    }
+}

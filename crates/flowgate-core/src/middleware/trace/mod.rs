@@ -1,0 +1,70 @@
+//! Logging as middleware: a `tracing` span around each invocation, and one event with its
+//! outcome.
+
+mod layer;
+
+use tracing::Instrument;
+
+pub use layer::TraceLayer;
+
+use crate::{BoxFuture, Event, Handler, HandlerResult};
+
+/// A handler that runs `H` inside a `handle` span (fields `kind`, `event_id`, `key`) and logs
+/// the outcome: `debug` on success, `warn` on failure.
+///
+/// Built by [`TraceLayer`].
+///
+/// ```
+/// use flowgate::{invoke, Event, Layer};
+/// use flowgate::middleware::TraceLayer;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let handler = TraceLayer::new().layer(|_: Event<()>| async { Ok(()) });
+/// assert!(invoke(&handler, Event::new("a", ())?).await.is_ok());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Trace<H> {
+    inner: H,
+}
+
+impl<H> Trace<H> {
+    /// Wraps `inner`.
+    pub fn new(inner: H) -> Self {
+        Self { inner }
+    }
+
+    /// The wrapped handler.
+    pub fn get_ref(&self) -> &H {
+        &self.inner
+    }
+
+    /// Unwraps the handler.
+    pub fn into_inner(self) -> H {
+        self.inner
+    }
+}
+
+impl<T, H: Handler<T>> Handler<T> for Trace<H> {
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
+        let span = tracing::debug_span!(
+            "handle",
+            kind = %event.kind(),
+            event_id = %event.id(),
+            key = event.key().map(crate::Key::as_str),
+        );
+        let inner = span.in_scope(|| self.inner.call(event));
+        Box::pin(
+            async move {
+                let result = inner.await;
+                match &result {
+                    Ok(()) => tracing::debug!("handled"),
+                    Err(error) => tracing::warn!(%error, retryable = error.is_retryable(), "handler failed"),
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}

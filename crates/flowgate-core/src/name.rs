@@ -1,0 +1,352 @@
+//! Event type names and the patterns that match them.
+//!
+//! An event type name is a dot-separated list of segments, such as `order.created` or
+//! `billing.invoice.paid`. Each segment is one or more ASCII letters, digits, `_` or `-`; the
+//! whole name is at most [`MAX_NAME_LEN`] bytes. Names are case-sensitive.
+//!
+//! A [`Pattern`] is a name whose segments may also be wildcards:
+//!
+//! | pattern          | matches                                   | does not match        |
+//! |------------------|-------------------------------------------|-----------------------|
+//! | `order.created`  | `order.created`                           | `order.created.v2`    |
+//! | `order.*`        | `order.created`, `order.paid`             | `order`, `order.a.b`  |
+//! | `*.created`      | `order.created`, `user.created`           | `a.b.created`         |
+//! | `order.>`        | `order.created`, `order.line.added`       | `order`               |
+//! | `>`              | every name                                |                       |
+//!
+//! `*` stands for exactly one segment, anywhere; `>` stands for one or more trailing segments and
+//! may only be the last segment.
+
+use std::fmt;
+
+// Data, not synchronization: public types use std's `Arc` whatever the cfg, so the API
+// is the same under loom.
+use std::sync::Arc;
+use crate::CoreError;
+
+/// The longest event type name or pattern accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+fn is_segment_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Checks one segment of a name; `Err` carries the reason.
+fn check_segment(segment: &str) -> Result<(), &'static str> {
+    if segment.is_empty() {
+        return Err("empty segment (two dots in a row, or a leading or trailing dot)");
+    }
+    if !segment.bytes().all(is_segment_byte) {
+        return Err("segments may contain only ASCII letters, digits, '_' and '-'");
+    }
+    Ok(())
+}
+
+fn check_length(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("the name is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("the name is longer than 255 bytes");
+    }
+    Ok(())
+}
+
+/// A validated event type name such as `order.created`.
+///
+/// Cheap to clone (one reference count). See the [module docs](self) for the syntax.
+///
+/// ```
+/// use flowgate::EventType;
+///
+/// let kind = EventType::new("order.created")?;
+/// assert_eq!(kind.as_str(), "order.created");
+/// assert!(EventType::new("order..created").is_err());
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventType(Arc<str>);
+
+impl EventType {
+    /// Validates `name` and makes it an event type.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidEventType`] when the name is empty, too long, or has a segment that
+    /// is empty or holds a character other than ASCII letters, digits, `_` and `-`.
+    pub fn new(name: impl AsRef<str>) -> Result<Self, CoreError> {
+        let name = name.as_ref();
+        let invalid = |reason: &'static str| CoreError::InvalidEventType {
+            name: name.to_owned(),
+            reason,
+        };
+        check_length(name).map_err(invalid)?;
+        for segment in name.split('.') {
+            check_segment(segment).map_err(invalid)?;
+        }
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name as a string slice.
+    ///
+    /// ```
+    /// # use flowgate::EventType;
+    /// assert_eq!(EventType::new("a.b")?.as_str(), "a.b");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for EventType {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for EventType {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for EventType {
+    type Error = CoreError;
+    fn try_from(name: &str) -> Result<Self, CoreError> {
+        Self::new(name)
+    }
+}
+
+impl TryFrom<String> for EventType {
+    type Error = CoreError;
+    fn try_from(name: String) -> Result<Self, CoreError> {
+        Self::new(name)
+    }
+}
+
+/// One segment of a parsed pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(Box<str>),
+    /// `*`: exactly one segment.
+    One,
+    /// `>`: one or more trailing segments.
+    Rest,
+}
+
+/// A subscription pattern over event type names, such as `order.*` or `order.>`.
+///
+/// A pattern without wildcards matches exactly one name. See the [module docs](self) for the
+/// syntax.
+///
+/// ```
+/// use flowgate::Pattern;
+///
+/// let p = Pattern::new("order.*")?;
+/// assert!(p.matches("order.created"));
+/// assert!(!p.matches("order.line.added"));
+/// assert!(Pattern::new("order.>")?.matches("order.line.added"));
+/// assert!(Pattern::new("order.>.x").is_err());
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pattern {
+    source: Arc<str>,
+    segments: Box<[Segment]>,
+}
+
+impl Pattern {
+    /// Parses a pattern.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidPattern`] when the pattern is empty or too long, a segment is empty
+    /// or holds a character other than ASCII letters, digits, `_`, `-`, or a wildcard segment
+    /// (`*`, `>`) mixes with other characters, or `>` is not the last segment.
+    pub fn new(pattern: impl AsRef<str>) -> Result<Self, CoreError> {
+        let source = pattern.as_ref();
+        let invalid = |reason: &'static str| CoreError::InvalidPattern {
+            pattern: source.to_owned(),
+            reason,
+        };
+        check_length(source).map_err(invalid)?;
+        let count = source.split('.').count();
+        let mut segments = Vec::with_capacity(count);
+        for (index, segment) in source.split('.').enumerate() {
+            let parsed = match segment {
+                "*" => Segment::One,
+                ">" if index + 1 == count => Segment::Rest,
+                ">" => return Err(invalid("'>' may only be the last segment")),
+                _ if segment.contains(['*', '>']) => {
+                    return Err(invalid(
+                        "a wildcard must be a whole segment: write 'order.*', not 'order*'",
+                    ))
+                }
+                _ => {
+                    check_segment(segment).map_err(invalid)?;
+                    Segment::Literal(segment.into())
+                }
+            };
+            segments.push(parsed);
+        }
+        Ok(Self {
+            source: Arc::from(source),
+            segments: segments.into_boxed_slice(),
+        })
+    }
+
+    /// The pattern as written.
+    ///
+    /// ```
+    /// # use flowgate::Pattern;
+    /// assert_eq!(Pattern::new("a.*")?.as_str(), "a.*");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The exact name this pattern matches, when it has no wildcard.
+    ///
+    /// ```
+    /// # use flowgate::Pattern;
+    /// assert_eq!(Pattern::new("a.b")?.as_exact(), Some("a.b"));
+    /// assert_eq!(Pattern::new("a.*")?.as_exact(), None);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn as_exact(&self) -> Option<&str> {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+            .then_some(&*self.source)
+    }
+
+    /// Whether `name` matches this pattern.
+    ///
+    /// ```
+    /// # use flowgate::Pattern;
+    /// assert!(Pattern::new("*.created")?.matches("user.created"));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn matches(&self, name: &str) -> bool {
+        let mut parts = name.split('.');
+        for segment in &*self.segments {
+            match segment {
+                Segment::Rest => return parts.next().is_some(),
+                Segment::One => {
+                    if parts.next().is_none() {
+                        return false;
+                    }
+                }
+                Segment::Literal(lit) => {
+                    if parts.next() != Some(&**lit) {
+                        return false;
+                    }
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", &*self.source)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl TryFrom<&str> for Pattern {
+    type Error = CoreError;
+    fn try_from(pattern: &str) -> Result<Self, CoreError> {
+        Self::new(pattern)
+    }
+}
+
+impl From<EventType> for Pattern {
+    fn from(kind: EventType) -> Self {
+        let segments = kind
+            .as_str()
+            .split('.')
+            .map(|s| Segment::Literal(s.into()))
+            .collect();
+        Self {
+            source: kind.0,
+            segments,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_reject_bad_input_with_a_reason() {
+        for bad in ["", ".", "a.", ".a", "a..b", "a b", "ä", "a.*", "a.>"] {
+            let err = EventType::new(bad).unwrap_err();
+            assert!(
+                matches!(err, CoreError::InvalidEventType { .. }),
+                "{bad:?} gave {err:?}"
+            );
+            assert!(err.to_string().contains("event type"), "{err}");
+        }
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert!(EventType::new(long).is_err());
+        assert!(EventType::new("a".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn patterns_reject_bad_input() {
+        for bad in ["", "a..b", "a.>.b", "a*", "a.b>", "*x", ">.a"] {
+            assert!(
+                matches!(Pattern::new(bad), Err(CoreError::InvalidPattern { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn wildcards_match_as_documented() {
+        let cases = [
+            ("order.created", "order.created", true),
+            ("order.created", "order.created.v2", false),
+            ("order.*", "order.created", true),
+            ("order.*", "order", false),
+            ("order.*", "order.a.b", false),
+            ("*.created", "user.created", true),
+            ("*.created", "a.b.created", false),
+            ("order.>", "order.created", true),
+            ("order.>", "order.line.added", true),
+            ("order.>", "order", false),
+            (">", "anything.at.all", true),
+            ("*", "one", true),
+            ("*", "one.two", false),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(
+                Pattern::new(pattern).unwrap().matches(name),
+                expected,
+                "{pattern} vs {name}"
+            );
+        }
+    }
+}

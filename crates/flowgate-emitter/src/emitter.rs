@@ -1,0 +1,695 @@
+//! The emitter handle, its builder, and subscription builder.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_channel::{Sender, TrySendError};
+use flowgate_core::middleware::{ConcurrencyLimitLayer, Identity, Stack};
+use flowgate_core::sync::atomic::Ordering;
+use flowgate_core::sync::Mutex;
+use flowgate_core::{
+    BoxHandler, DeadLetterSink, Event, Handler, Layer, LogDeadLetters, Pattern, RetryPolicy,
+};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{HandlerFailure, HandlerFailures};
+use crate::gate::{Enter, Gate};
+use crate::pool::{run_worker, Interrupted, Job, WorkerContext};
+use crate::registry::{Deliver, Registry};
+use crate::stats::Counters;
+use crate::subscription::Unsubscribe;
+use crate::{EmitError, EmitterError, EmitterStats, Subscription, SubscriptionId};
+
+/// What `emit_async` does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backpressure {
+    /// Wait for room, at most `max_wait`; then fail with [`EmitError::Timeout`].
+    Block {
+        /// The longest an `emit_async` call waits for room.
+        max_wait: Duration,
+    },
+    /// Fail at once with [`EmitError::QueueFull`].
+    Reject,
+}
+
+impl Default for Backpressure {
+    /// `Block` for at most 5 seconds.
+    fn default() -> Self {
+        Self::Block {
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Configures an [`Emitter`]. Defaults: 4 workers, a queue of 1,024 events,
+/// [`Backpressure::default`], [`RetryPolicy::default`], dead letters logged.
+///
+/// ```
+/// use std::time::Duration;
+/// use flowgate::emitter::{Backpressure, Emitter};
+/// use flowgate::{DeadLetterQueue, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dead = DeadLetterQueue::new(100);
+/// let emitter = Emitter::<String>::builder()
+///     .workers(8)
+///     .queue_capacity(10_000)
+///     .backpressure(Backpressure::Reject)
+///     .retry(RetryPolicy::exponential(3, Duration::from_millis(20)))
+///     .dead_letters(dead.clone())
+///     .build()?;
+/// assert_eq!(emitter.stats().workers, 8);
+/// # Ok(())
+/// # }
+/// ```
+pub struct EmitterBuilder<T> {
+    workers: usize,
+    queue_capacity: usize,
+    backpressure: Backpressure,
+    retry: RetryPolicy,
+    dead_letters: Arc<dyn DeadLetterSink<T>>,
+}
+
+impl<T> fmt::Debug for EmitterBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitterBuilder")
+            .field("workers", &self.workers)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("backpressure", &self.backpressure)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + Sync + 'static> EmitterBuilder<T> {
+    fn new() -> Self {
+        Self {
+            workers: 4,
+            queue_capacity: 1024,
+            backpressure: Backpressure::default(),
+            retry: RetryPolicy::default(),
+            dead_letters: Arc::new(LogDeadLetters),
+        }
+    }
+
+    /// Worker tasks serving `emit_async` (at least 1).
+    #[must_use]
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// The most events `emit_async` may have waiting (at least 1).
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// What `emit_async` does when the queue is full.
+    #[must_use]
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.backpressure = policy;
+        self
+    }
+
+    /// How the worker pool retries failed handlers (inline `emit` never retries).
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Where the worker pool sends events a handler gave up on.
+    #[must_use]
+    pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
+        self.dead_letters = Arc::new(sink);
+        self
+    }
+
+    /// Builds the emitter and starts its workers on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitterError::InvalidConfig`] for zero workers or a zero queue capacity,
+    /// [`EmitterError::Core`] for an invalid retry policy, [`EmitterError::NoRuntime`] outside
+    /// a tokio runtime.
+    pub fn build(self) -> Result<Emitter<T>, EmitterError> {
+        if self.workers == 0 {
+            return Err(EmitterError::InvalidConfig {
+                setting: "workers",
+                reason: "must be at least 1; use 1 for strictly sequential emit_async handling",
+            });
+        }
+        if self.queue_capacity == 0 {
+            return Err(EmitterError::InvalidConfig {
+                setting: "queue_capacity",
+                reason: "must be at least 1; the queue bounds memory, so pick the most events you accept to have waiting",
+            });
+        }
+        self.retry.validate()?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| EmitterError::NoRuntime)?;
+
+        let (sender, queue) = async_channel::bounded(self.queue_capacity);
+        let counters = Arc::new(Counters::default());
+        let interrupted = Arc::new(Mutex::new(Vec::new()));
+        let context = Arc::new(WorkerContext {
+            queue: queue.clone(),
+            counters: Arc::clone(&counters),
+            retry: self.retry,
+            dead_letters: self.dead_letters,
+            interrupted: Arc::clone(&interrupted),
+        });
+        let workers = (0..self.workers)
+            .map(|_| runtime.spawn(run_worker(Arc::clone(&context))))
+            .collect();
+        Ok(Emitter {
+            shared: Arc::new(Shared {
+                registry: Arc::new(Registry::new()),
+                counters,
+                sender,
+                queue,
+                submit_gate: Gate::new(),
+                submitters_left: Notify::new(),
+                workers: Mutex::new(workers),
+                interrupted,
+                backpressure: self.backpressure,
+                queue_capacity: self.queue_capacity,
+                worker_count: self.workers,
+            }),
+        })
+    }
+}
+
+/// Direct, typed event dispatch: inline with [`emit`](Self::emit), or through a bounded worker
+/// pool with [`emit_async`](Self::emit_async).
+///
+/// Handlers subscribe to an event type name or a pattern (`order.*`, `order.>`; see
+/// [`Pattern`]). Every matching handler gets the event (fan-out shares one allocation); they
+/// run in subscription order.
+///
+/// Cloning an `Emitter` gives another handle to the same emitter. When the last handle is
+/// dropped without [`shutdown`](Self::shutdown), the workers are stopped at once and what they
+/// had not run is logged as lost; call `shutdown` to drain and get a report instead.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use flowgate::{Emitter, Event, HandlerError};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emitter = Emitter::<u64>::builder().workers(2).build()?;
+/// let total = Arc::new(AtomicU64::new(0));
+/// let sum = Arc::clone(&total);
+/// emitter
+///     .on("payment.*", move |event: Event<u64>| {
+///         let sum = Arc::clone(&sum);
+///         async move {
+///             sum.fetch_add(*event.payload(), Ordering::Relaxed);
+///             Ok(())
+///         }
+///     })?
+///     .detach();
+///
+/// // Inline: returns once every matching handler ran.
+/// emitter.emit(Event::new("payment.received", 5)?).await?;
+/// // Through the pool: returns once queued.
+/// emitter.emit_async(Event::new("payment.received", 7)?).await?;
+///
+/// let report = emitter.shutdown(Duration::from_secs(1)).await;
+/// assert!(report.is_complete());
+/// assert_eq!(total.load(Ordering::Relaxed), 12);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Emitter<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Emitter<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Emitter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emitter")
+            .field("workers", &self.shared.worker_count)
+            .field("queue_capacity", &self.shared.queue_capacity)
+            .field("backpressure", &self.shared.backpressure)
+            .field("shut_down", &self.shared.submit_gate.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<T> {
+    registry: Arc<Registry<T>>,
+    counters: Arc<Counters>,
+    sender: Sender<Job<T>>,
+    /// A receiver kept to read the depth and to collect what was never run at shutdown.
+    queue: async_channel::Receiver<Job<T>>,
+    /// Entered by `emit_async` while it hands an event over; closed by shutdown.
+    submit_gate: Gate,
+    /// Woken when the last `emit_async` inside a closed submit gate leaves.
+    submitters_left: Notify,
+    /// Taken by the first shutdown (or by drop).
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    interrupted: Arc<Mutex<Vec<Interrupted<T>>>>,
+    backpressure: Backpressure,
+    queue_capacity: usize,
+    worker_count: usize,
+}
+
+impl<T> Shared<T> {
+    fn leave_submit_gate(&self) {
+        if self.submit_gate.leave() {
+            self.submitters_left.notify_one();
+        }
+    }
+}
+
+impl<T> Drop for Shared<T> {
+    fn drop(&mut self) {
+        let workers = std::mem::take(&mut *self.workers.lock());
+        if workers.is_empty() {
+            return;
+        }
+        for worker in &workers {
+            worker.abort();
+        }
+        let queued = self.queue.len();
+        if queued > 0 {
+            tracing::warn!(
+                queued,
+                "emitter dropped without shutdown: {queued} queued events will not run; call Emitter::shutdown to drain and get them back"
+            );
+        }
+    }
+}
+
+/// Leaves the submit gate when an `emit_async` call ends, however it ends.
+struct Submitting<'a, T> {
+    shared: &'a Shared<T>,
+}
+
+impl<T> Drop for Submitting<'_, T> {
+    fn drop(&mut self) {
+        self.shared.leave_submit_gate();
+    }
+}
+
+/// A successful inline emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Emitted {
+    /// Handlers that ran and succeeded (0 when nothing matched).
+    pub handlers: usize,
+}
+
+/// What [`Emitter::shutdown`] reports.
+#[non_exhaustive]
+pub struct ShutdownReport<T> {
+    /// Accepted events no worker had started when the deadline passed, in queue order.
+    pub not_run: Vec<Event<T>>,
+    /// Events a worker was running when the deadline passed (cancelled mid-way).
+    pub interrupted: Vec<Interrupted<T>>,
+    /// Whether the deadline passed before the pool drained.
+    pub deadline_expired: bool,
+    /// The counters once the pool stopped.
+    pub stats: EmitterStats,
+}
+
+impl<T> ShutdownReport<T> {
+    /// Whether every accepted event was run to the end.
+    pub fn is_complete(&self) -> bool {
+        self.not_run.is_empty() && self.interrupted.is_empty()
+    }
+}
+
+impl<T> fmt::Debug for ShutdownReport<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownReport")
+            .field("not_run", &self.not_run.len())
+            .field("interrupted", &self.interrupted)
+            .field("deadline_expired", &self.deadline_expired)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Emitter<T> {
+    /// Starts configuring an emitter.
+    pub fn builder() -> EmitterBuilder<T> {
+        EmitterBuilder::new()
+    }
+
+    /// Subscribes `handler` to events whose type matches `pattern`; see
+    /// [`subscribe`](Self::subscribe) for options.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitterError::Core`] for an invalid pattern, [`EmitterError::ShutDown`] after
+    /// shutdown.
+    pub fn on(
+        &self,
+        pattern: &str,
+        handler: impl Handler<T>,
+    ) -> Result<Subscription, EmitterError> {
+        self.subscribe(pattern, handler).start()
+    }
+
+    /// Starts a subscription with options: a name, a concurrency cap, middleware.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::{Emitter, Event};
+    /// use flowgate::middleware::TimeoutLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let sub = emitter
+    ///     .subscribe("order.>", |_: Event<u32>| async { Ok(()) })
+    ///     .name("audit")
+    ///     .concurrency(2)
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(1)))
+    ///     .start()?;
+    /// # drop(sub);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe<H: Handler<T>>(
+        &self,
+        pattern: &str,
+        handler: H,
+    ) -> SubscribeBuilder<'_, T, H, Identity> {
+        SubscribeBuilder {
+            emitter: self,
+            pattern: Pattern::new(pattern),
+            handler,
+            layers: Identity,
+            name: None,
+            concurrency: None,
+        }
+    }
+
+    /// Runs every handler matching the event's type, one after another in subscription order,
+    /// and returns once all have finished.
+    ///
+    /// # Delivery
+    ///
+    /// Each matching handler is invoked once; a failing handler never hides the event from the
+    /// others. Inline emits do not retry and do not dead-letter: the failures come back to the
+    /// caller in [`EmitError::HandlersFailed`]. A panicking handler counts as failed.
+    /// Dropping the returned future cancels the handlers not yet finished.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::HandlersFailed`] when any handler failed; [`EmitError::ShutDown`] after
+    /// shutdown began.
+    pub async fn emit(&self, event: Event<T>) -> Result<Emitted, EmitError<T>> {
+        let shared = &*self.shared;
+        if shared.submit_gate.is_closed() {
+            return Err(EmitError::ShutDown(event));
+        }
+        Counters::add(&shared.counters.emitted, 1);
+        let snapshot = shared.registry.load();
+        let mut succeeded = 0;
+        let mut failures = Vec::new();
+        for entry in snapshot.matching(event.kind().as_str()) {
+            match Deliver::new(entry, event.clone()).await {
+                None => {}
+                Some(Ok(())) => succeeded += 1,
+                Some(Err(error)) => {
+                    if error.is_panic() {
+                        Counters::add(&shared.counters.panicked, 1);
+                    }
+                    failures.push(HandlerFailure {
+                        subscription: SubscriptionId(entry.id),
+                        subscriber: Arc::clone(&entry.name),
+                        error,
+                    });
+                }
+            }
+        }
+        Counters::add(&shared.counters.handled, succeeded as u64);
+        if failures.is_empty() {
+            Ok(Emitted {
+                handlers: succeeded,
+            })
+        } else {
+            Counters::add(&shared.counters.failed, failures.len() as u64);
+            Err(EmitError::HandlersFailed(HandlerFailures {
+                succeeded,
+                failures,
+            }))
+        }
+    }
+
+    /// Queues the event for the worker pool and returns once it is queued (or refused).
+    ///
+    /// # Delivery
+    ///
+    /// Once this returns `Ok`, the event is accepted: every handler subscribed when this call
+    /// began (and not unsubscribed since) runs it, with retries and dead letters per the
+    /// emitter's policies, or [`shutdown`](Self::shutdown) reports it. Dropping anything after
+    /// `Ok` never cancels the delivery. An `Err` means not accepted; the error hands the event
+    /// back.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::QueueFull`] (policy `Reject`), [`EmitError::Timeout`] (policy `Block`, wait
+    /// expired), [`EmitError::ShutDown`].
+    pub async fn emit_async(&self, event: Event<T>) -> Result<(), EmitError<T>> {
+        let shared = &*self.shared;
+        let counters = &*shared.counters;
+        match shared.submit_gate.try_enter() {
+            Enter::Entered => {}
+            Enter::Refused { last_out } => {
+                if last_out {
+                    shared.submitters_left.notify_one();
+                }
+                Counters::add(&counters.rejected, 1);
+                return Err(EmitError::ShutDown(event));
+            }
+        }
+        let _submitting = Submitting { shared };
+        let job = Job {
+            event,
+            snapshot: shared.registry.load(),
+        };
+        let refused = match shared.sender.try_send(job) {
+            Ok(()) => {
+                Counters::add(&counters.emitted, 1);
+                return Ok(());
+            }
+            Err(TrySendError::Closed(job)) => EmitError::ShutDown(job.event),
+            Err(TrySendError::Full(job)) => match shared.backpressure {
+                Backpressure::Reject => EmitError::QueueFull(job.event),
+                Backpressure::Block { max_wait } => {
+                    let event = job.event.clone();
+                    match tokio::time::timeout(max_wait, shared.sender.send(job)).await {
+                        Ok(Ok(())) => {
+                            Counters::add(&counters.emitted, 1);
+                            return Ok(());
+                        }
+                        Ok(Err(closed)) => EmitError::ShutDown(closed.into_inner().event),
+                        Err(_elapsed) => EmitError::Timeout(event),
+                    }
+                }
+            },
+        };
+        Counters::add(&counters.rejected, 1);
+        Err(refused)
+    }
+
+    /// Stops accepting events, lets the workers finish what is queued and running for at most
+    /// `deadline`, then stops them and reports what did not run.
+    ///
+    /// # Delivery
+    ///
+    /// Every `emit_async` that returned `Ok` is, afterwards, either run to the end or listed in
+    /// the report (`not_run` or `interrupted`). An `emit_async` still waiting for room when the
+    /// deadline passes fails with [`EmitError::ShutDown`] (not accepted). Calling `shutdown`
+    /// again returns an empty report.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport<T> {
+        let shared = &*self.shared;
+        let end = Instant::now() + deadline;
+        shared.submit_gate.close();
+        // Hand-offs in progress finish first, so none can land after the queue is collected.
+        while shared.submit_gate.inside() > 0 {
+            if tokio::time::timeout_at(end, shared.submitters_left.notified())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        // Refuses hand-offs still blocked; workers drain what is queued, then stop.
+        shared.sender.close();
+        let mut workers = std::mem::take(&mut *shared.workers.lock());
+        let mut deadline_expired = false;
+        for worker in &mut workers {
+            if tokio::time::timeout_at(end, worker).await.is_err() {
+                deadline_expired = true;
+                break;
+            }
+        }
+        if deadline_expired {
+            for worker in &workers {
+                worker.abort();
+            }
+            for worker in workers {
+                // Err(cancelled) is the expected outcome; the worker's guards have run.
+                let _ = worker.await;
+            }
+        }
+        // Wait for `emit_async` calls that were refused by the closed queue to leave.
+        let mut not_run = Vec::new();
+        while let Ok(job) = shared.queue.try_recv() {
+            not_run.push(job.event);
+        }
+        let interrupted = std::mem::take(&mut *shared.interrupted.lock());
+        ShutdownReport {
+            not_run,
+            interrupted,
+            deadline_expired,
+            stats: self.stats(),
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.submit_gate.is_closed()
+    }
+
+    /// A snapshot of the counters and gauges.
+    ///
+    /// ```
+    /// # use flowgate::{Emitter, Event};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::<()>::builder().queue_capacity(8).build()?;
+    /// emitter.emit(Event::new("nobody.listens", ())?).await?;
+    /// let stats = emitter.stats();
+    /// assert_eq!((stats.emitted, stats.handled, stats.queue_capacity), (1, 0, 8));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> EmitterStats {
+        let shared = &*self.shared;
+        let c = &*shared.counters;
+        EmitterStats {
+            emitted: Counters::get(&c.emitted),
+            handled: Counters::get(&c.handled),
+            failed: Counters::get(&c.failed),
+            panicked: Counters::get(&c.panicked),
+            retried: Counters::get(&c.retried),
+            dead_lettered: Counters::get(&c.dead_lettered),
+            rejected: Counters::get(&c.rejected),
+            queued: shared.queue.len(),
+            in_flight: c.in_flight.0.load(Ordering::Relaxed),
+            queue_capacity: shared.queue_capacity,
+            workers: shared.worker_count,
+            subscriptions: shared.registry.load().len(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Unsubscribe for Registry<T> {
+    fn unsubscribe(&self, id: u64) -> bool {
+        Registry::unsubscribe(self, id)
+    }
+}
+
+/// Options for one subscription; finish with [`start`](Self::start).
+#[must_use = "a subscription starts only when .start() is called"]
+pub struct SubscribeBuilder<'a, T, H, L> {
+    emitter: &'a Emitter<T>,
+    pattern: Result<Pattern, flowgate_core::CoreError>,
+    handler: H,
+    layers: L,
+    name: Option<Arc<str>>,
+    concurrency: Option<usize>,
+}
+
+impl<T, H, L> fmt::Debug for SubscribeBuilder<'_, T, H, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscribeBuilder")
+            .field("pattern", &self.pattern)
+            .field("name", &self.name)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T: Send + Sync + 'static, H: Handler<T>, L> SubscribeBuilder<'a, T, H, L> {
+    /// Names the subscriber in dead letters, reports and logs (default `subscription-<id>`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// At most `max` invocations of this handler run at once (at least 1), across inline
+    /// emits and the worker pool.
+    pub fn concurrency(mut self, max: usize) -> Self {
+        self.concurrency = Some(max);
+        self
+    }
+
+    /// Wraps the handler in `layer`; the first layer added is the outermost.
+    pub fn layer<N>(self, layer: N) -> SubscribeBuilder<'a, T, H, Stack<N, L>> {
+        SubscribeBuilder {
+            emitter: self.emitter,
+            pattern: self.pattern,
+            handler: self.handler,
+            layers: Stack::new(layer, self.layers),
+            name: self.name,
+            concurrency: self.concurrency,
+        }
+    }
+
+    /// Subscribes. Every emit that begins after this returns reaches the handler.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitterError::Core`] for an invalid pattern, [`EmitterError::InvalidConfig`] for a
+    /// zero concurrency cap, [`EmitterError::ShutDown`] after shutdown.
+    pub fn start(self) -> Result<Subscription, EmitterError>
+    where
+        L: Layer<H>,
+        L::Handler: Handler<T>,
+    {
+        let pattern = self.pattern?;
+        if self.concurrency == Some(0) {
+            return Err(EmitterError::InvalidConfig {
+                setting: "concurrency",
+                reason: "must be at least 1",
+            });
+        }
+        let shared = &*self.emitter.shared;
+        if shared.submit_gate.is_closed() {
+            return Err(EmitterError::ShutDown);
+        }
+        let handler = self.layers.layer(self.handler);
+        let handler = match self.concurrency {
+            Some(max) => BoxHandler::new(ConcurrencyLimitLayer::new(max).layer(handler)),
+            None => BoxHandler::new(handler),
+        };
+        let id = shared.registry.subscribe(self.name, pattern, handler);
+        let registry: Arc<dyn Unsubscribe> = shared.registry.clone();
+        let weak: Weak<dyn Unsubscribe> = Arc::downgrade(&registry);
+        Ok(Subscription::new(id, weak))
+    }
+}

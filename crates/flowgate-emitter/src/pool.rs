@@ -1,0 +1,164 @@
+//! The worker pool behind `emit_async`: N tasks pulling jobs from one bounded queue.
+//!
+//! A job is an event plus the registry snapshot taken when it was emitted, so the handlers it
+//! runs are exactly those subscribed when `emit_async` began (minus any unsubscribed since).
+//! A worker runs a job's handlers one after another; a failing handler is retried with backoff
+//! (holding its worker, so retries count against the pool's concurrency) and, once the policy
+//! gives up or on a permanent error, handed to the dead-letter sink.
+//!
+//! If a worker is cancelled mid-job (shutdown deadline, emitter dropped), the job's
+//! [`Progress`] guard records it as interrupted, with the subscribers that had not finished.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_channel::Receiver;
+use flowgate_core::sync::atomic::Ordering;
+use flowgate_core::sync::Mutex;
+use flowgate_core::{DeadLetter, DeadLetterSink, Event, HandlerError, RetryPolicy};
+
+use crate::registry::{Deliver, Entry, Snapshot};
+use crate::stats::Counters;
+
+/// One queued event and the handlers it is for.
+pub(crate) struct Job<T> {
+    pub(crate) event: Event<T>,
+    pub(crate) snapshot: Arc<Snapshot<T>>,
+}
+
+/// An event a worker had started when it was stopped.
+#[non_exhaustive]
+pub struct Interrupted<T> {
+    /// The event.
+    pub event: Event<T>,
+    /// Subscribers that had not finished with it (the first one may have been mid-call).
+    pub pending: Vec<Arc<str>>,
+}
+
+impl<T> fmt::Debug for Interrupted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interrupted")
+            .field("event_id", &self.event.id())
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
+/// What every worker shares.
+pub(crate) struct WorkerContext<T> {
+    pub(crate) queue: Receiver<Job<T>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dead_letters: Arc<dyn DeadLetterSink<T>>,
+    /// Filled by `Progress` guards of cancelled jobs; drained by shutdown.
+    pub(crate) interrupted: Arc<Mutex<Vec<Interrupted<T>>>>,
+}
+
+/// The worker loop: runs until the queue is closed and empty, or the task is aborted.
+pub(crate) async fn run_worker<T: Send + Sync + 'static>(context: Arc<WorkerContext<T>>) {
+    while let Ok(job) = context.queue.recv().await {
+        let Job { event, snapshot } = job;
+        let mut progress = Progress::start(&context, &event, &snapshot);
+        for entry in snapshot.matching(event.kind().as_str()) {
+            deliver_with_retry(&context, entry, &event).await;
+            progress.completed += 1;
+        }
+        progress.finish();
+    }
+}
+
+/// Runs one subscriber's handler for one event until it succeeds or is dead-lettered.
+async fn deliver_with_retry<T: Send + Sync + 'static>(
+    context: &WorkerContext<T>,
+    entry: &Entry<T>,
+    event: &Event<T>,
+) {
+    let counters = &*context.counters;
+    let mut attempts = 0_u32;
+    loop {
+        attempts += 1;
+        let error = match Deliver::new(entry, event.clone()).await {
+            // Unsubscribed before this attempt could start: nothing to do.
+            None => return,
+            Some(Ok(())) => {
+                Counters::add(&counters.handled, 1);
+                return;
+            }
+            Some(Err(error)) => error,
+        };
+        Counters::add(&counters.failed, 1);
+        if error.is_panic() {
+            Counters::add(&counters.panicked, 1);
+        }
+        if context.retry.should_retry(attempts, &error) {
+            Counters::add(&counters.retried, 1);
+            tokio::time::sleep(context.retry.backoff(attempts)).await;
+            continue;
+        }
+        dead_letter(context, entry, event, error, attempts);
+        return;
+    }
+}
+
+fn dead_letter<T: 'static>(
+    context: &WorkerContext<T>,
+    entry: &Entry<T>,
+    event: &Event<T>,
+    error: HandlerError,
+    attempts: u32,
+) {
+    Counters::add(&context.counters.dead_lettered, 1);
+    context.dead_letters.dead_letter(DeadLetter::new(
+        event.clone(),
+        error,
+        attempts,
+        Arc::clone(&entry.name),
+    ));
+}
+
+/// Tracks one job while a worker runs it; if dropped before [`finish`](Self::finish) (the
+/// worker was cancelled), records the job as interrupted.
+struct Progress<'a, T> {
+    context: &'a WorkerContext<T>,
+    event: &'a Event<T>,
+    snapshot: &'a Snapshot<T>,
+    /// Matching subscribers done with the event (succeeded, dead-lettered or unsubscribed).
+    completed: usize,
+    finished: bool,
+}
+
+impl<'a, T> Progress<'a, T> {
+    fn start(context: &'a WorkerContext<T>, event: &'a Event<T>, snapshot: &'a Snapshot<T>) -> Self {
+        context.counters.in_flight.0.fetch_add(1, Ordering::Relaxed);
+        Self {
+            context,
+            event,
+            snapshot,
+            completed: 0,
+            finished: false,
+        }
+    }
+
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl<T> Drop for Progress<'_, T> {
+    fn drop(&mut self) {
+        self.context.counters.in_flight.0.fetch_sub(1, Ordering::Relaxed);
+        if self.finished {
+            return;
+        }
+        let pending = self
+            .snapshot
+            .matching(self.event.kind().as_str())
+            .skip(self.completed)
+            .map(|entry| Arc::clone(&entry.name))
+            .collect();
+        self.context.interrupted.lock().push(Interrupted {
+            event: self.event.clone(),
+            pending,
+        });
+    }
+}

@@ -1,0 +1,324 @@
+//! The subscriber registry: an immutable snapshot swapped on every subscribe and unsubscribe.
+//!
+//! Invariants:
+//!
+//! 1. **No handler is skipped.** A subscription that `subscribe` returned before an emit began
+//!    is in the snapshot that emit loads, so it is invoked.
+//! 2. **No handler starts after its unsubscribe returned.** Each entry has a start [`Gate`].
+//!    An invocation enters the gate, calls the handler and polls its future once, then leaves.
+//!    `unsubscribe` closes the gate and waits until no invocation is inside, so when it returns
+//!    every invocation has either started (and may still be running) or will never start.
+//!    An invocation started on this thread (a handler that unsubscribes itself while it starts)
+//!    is not waited for.
+//!
+//! Readers (every emit) never lock: they load the current snapshot. Writers (subscribe,
+//! unsubscribe) are serialized by one mutex and build a new snapshot; they are rare.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use flowgate_core::sync::atomic::{AtomicU64, Ordering};
+use flowgate_core::sync::{spin_yield, thread_local, Mutex};
+use flowgate_core::{invoke, BoxHandler, Event, HandlerResult, Invoke, Pattern};
+
+use crate::gate::{Enter, Gate};
+
+/// One subscription.
+pub(crate) struct Entry<T> {
+    /// Identifies the subscription (returned to the user as [`SubscriptionId`](crate::SubscriptionId)).
+    pub(crate) id: u64,
+    /// The subscriber's name in reports and dead letters.
+    pub(crate) name: Arc<str>,
+    pub(crate) pattern: Pattern,
+    pub(crate) handler: BoxHandler<T>,
+    /// Entered by every invocation while it starts; closed by `unsubscribe`.
+    gate: Gate,
+}
+
+impl<T> Entry<T> {
+    pub(crate) fn new(id: u64, name: Arc<str>, pattern: Pattern, handler: BoxHandler<T>) -> Self {
+        Self {
+            id,
+            name,
+            pattern,
+            handler,
+            gate: Gate::new(),
+        }
+    }
+}
+
+/// What one emit sees. Never changed after it is published.
+pub(crate) struct Snapshot<T> {
+    /// Exact-name subscriptions by name, each list in subscription order.
+    exact: HashMap<Box<str>, Vec<Arc<Entry<T>>>, ahash::RandomState>,
+    /// Wildcard subscriptions in subscription order.
+    patterns: Vec<Arc<Entry<T>>>,
+    len: usize,
+}
+
+impl<T> Snapshot<T> {
+    fn empty() -> Self {
+        Self {
+            exact: HashMap::default(),
+            patterns: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn from_entries(entries: impl Iterator<Item = Arc<Entry<T>>>) -> Self {
+        let mut snapshot = Self::empty();
+        for entry in entries {
+            snapshot.len += 1;
+            match entry.pattern.as_exact() {
+                Some(name) => snapshot.exact.entry(name.into()).or_default().push(entry),
+                None => snapshot.patterns.push(entry),
+            }
+        }
+        snapshot
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Arc<Entry<T>>> {
+        let mut all: Vec<_> = self.exact.values().flatten().chain(&self.patterns).collect();
+        all.sort_by_key(|e| e.id);
+        all.into_iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The entries whose pattern matches `kind`, in subscription order.
+    pub(crate) fn matching<'a>(&'a self, kind: &'a str) -> Matching<'a, T> {
+        let exact = self.exact.get(kind).map_or(&[][..], Vec::as_slice);
+        Matching {
+            kind,
+            exact,
+            patterns: &self.patterns,
+        }
+    }
+}
+
+/// Iterator over matching entries: a merge of the exact list and the matching patterns by
+/// subscription id, so handlers run in the order they subscribed. Allocates nothing.
+pub(crate) struct Matching<'a, T> {
+    kind: &'a str,
+    exact: &'a [Arc<Entry<T>>],
+    patterns: &'a [Arc<Entry<T>>],
+}
+
+impl<'a, T> Iterator for Matching<'a, T> {
+    type Item = &'a Arc<Entry<T>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        // Skip patterns that do not match, so the head of `patterns` is a candidate.
+        while let Some((first, rest)) = self.patterns.split_first() {
+            if first.pattern.matches(self.kind) {
+                break;
+            }
+            self.patterns = rest;
+        }
+        let take_exact = match (self.exact.first(), self.patterns.first()) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(e), Some(p)) => e.id < p.id,
+        };
+        let list = if take_exact {
+            &mut self.exact
+        } else {
+            &mut self.patterns
+        };
+        let (first, rest) = list.split_first()?;
+        *list = rest;
+        Some(first)
+    }
+}
+
+/// The cell holding the current snapshot: lock-free `ArcSwap` normally, a mutex under loom
+/// (arc-swap is not loom-aware; the protocol modelled is the gate and the publish order).
+struct SnapshotCell<T> {
+    #[cfg(not(loom))]
+    inner: arc_swap::ArcSwap<Snapshot<T>>,
+    #[cfg(loom)]
+    inner: Mutex<Arc<Snapshot<T>>>,
+}
+
+impl<T> SnapshotCell<T> {
+    fn new(snapshot: Snapshot<T>) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: arc_swap::ArcSwap::from_pointee(snapshot),
+            #[cfg(loom)]
+            inner: Mutex::new(Arc::new(snapshot)),
+        }
+    }
+
+    #[inline]
+    fn load(&self) -> Arc<Snapshot<T>> {
+        #[cfg(not(loom))]
+        return self.inner.load_full();
+        #[cfg(loom)]
+        return Arc::clone(&self.inner.lock());
+    }
+
+    fn store(&self, snapshot: Snapshot<T>) {
+        #[cfg(not(loom))]
+        self.inner.store(Arc::new(snapshot));
+        #[cfg(loom)]
+        {
+            *self.inner.lock() = Arc::new(snapshot);
+        }
+    }
+}
+
+/// The registry; see the [module docs](self).
+pub(crate) struct Registry<T> {
+    current: SnapshotCell<T>,
+    /// Serializes writers so no subscribe or unsubscribe is lost between load and store.
+    writer: Mutex<()>,
+    /// Source of subscription ids; ids grow with subscription order.
+    next_id: AtomicU64,
+}
+
+impl<T> Registry<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            current: SnapshotCell::new(Snapshot::empty()),
+            writer: Mutex::new(()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The current snapshot.
+    #[inline]
+    pub(crate) fn load(&self) -> Arc<Snapshot<T>> {
+        self.current.load()
+    }
+
+    /// Adds a subscription; it is visible to every emit that begins after this returns.
+    pub(crate) fn subscribe(
+        &self,
+        name: Option<Arc<str>>,
+        pattern: Pattern,
+        handler: BoxHandler<T>,
+    ) -> u64 {
+        let _writer = self.writer.lock();
+        // Relaxed: ids only need to be unique and increasing, which the writer lock orders.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = name.unwrap_or_else(|| Arc::from(format!("subscription-{id}")));
+        let entry = Arc::new(Entry::new(id, name, pattern, handler));
+        let current = self.current.load();
+        let next = Snapshot::from_entries(current.entries().cloned().chain([entry]));
+        self.current.store(next);
+        id
+    }
+
+    /// Removes subscription `id`. Returns `false` if it was not subscribed. When this returns,
+    /// no invocation of it is starting or will start (see the module docs).
+    pub(crate) fn unsubscribe(&self, id: u64) -> bool {
+        let removed = {
+            let _writer = self.writer.lock();
+            let current = self.current.load();
+            let Some(removed) = current.entries().find(|e| e.id == id).cloned() else {
+                return false;
+            };
+            let next = Snapshot::from_entries(current.entries().filter(|e| e.id != id).cloned());
+            self.current.store(next);
+            removed
+        };
+        removed.gate.close();
+        let own = held_by_this_thread(&removed.gate);
+        while removed.gate.inside() > own {
+            spin_yield();
+        }
+        true
+    }
+}
+
+thread_local! {
+    /// Start gates this thread is inside right now (innermost last), so that a handler that
+    /// unsubscribes itself while starting does not wait for itself.
+    static HELD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn gate_addr(gate: &Gate) -> usize {
+    std::ptr::from_ref(gate) as usize
+}
+
+fn held_by_this_thread(gate: &Gate) -> usize {
+    let addr = gate_addr(gate);
+    HELD.with(|held| held.borrow().iter().filter(|&&a| a == addr).count())
+}
+
+/// Inside a start gate for the current scope; leaving the scope (also by unwinding) leaves it.
+struct Inside<'a> {
+    gate: &'a Gate,
+}
+
+impl<'a> Inside<'a> {
+    fn enter(gate: &'a Gate) -> Option<Self> {
+        if gate.try_enter() != Enter::Entered {
+            return None;
+        }
+        HELD.with(|held| held.borrow_mut().push(gate_addr(gate)));
+        Some(Self { gate })
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        HELD.with(|held| {
+            held.borrow_mut().pop();
+        });
+        self.gate.leave();
+    }
+}
+
+/// One invocation of one entry. Resolves to `None` when the subscription was removed before
+/// the invocation could start, else to the handler's outcome (panics caught).
+pub(crate) struct Deliver<'a, T> {
+    entry: &'a Entry<T>,
+    event: Option<Event<T>>,
+    running: Option<Invoke>,
+}
+
+impl<'a, T> Deliver<'a, T> {
+    pub(crate) fn new(entry: &'a Entry<T>, event: Event<T>) -> Self {
+        Self {
+            entry,
+            event: Some(event),
+            running: None,
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
+    type Output = Option<HandlerResult>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(running) = self.running.as_mut() {
+            return Pin::new(running).poll(cx).map(Some);
+        }
+        let Some(event) = self.event.take() else {
+            return Poll::Ready(None);
+        };
+        let entry = self.entry;
+        let Some(_inside) = Inside::enter(&entry.gate) else {
+            return Poll::Ready(None);
+        };
+        // The start: the call and the first poll happen inside the gate.
+        let mut running = invoke(&entry.handler, event);
+        match Pin::new(&mut running).poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => {
+                self.running = Some(running);
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Counters behind [`Emitter::stats`](crate::Emitter::stats).
+//!
+//! Every counter is a statistic: updated with `Relaxed` increments, read without ordering, so a
+//! snapshot taken while work runs may be a few increments apart between fields. Each counter
+//! sits on its own cache line so the producer and the workers do not contend on one line.
+
+use flowgate_core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// A counter alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<A>(pub(crate) A);
+
+/// The live counters, shared by the emitter handle and its workers.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) emitted: Padded<AtomicU64>,
+    pub(crate) handled: Padded<AtomicU64>,
+    pub(crate) failed: Padded<AtomicU64>,
+    pub(crate) panicked: Padded<AtomicU64>,
+    pub(crate) retried: Padded<AtomicU64>,
+    pub(crate) dead_lettered: Padded<AtomicU64>,
+    pub(crate) rejected: Padded<AtomicU64>,
+    pub(crate) in_flight: Padded<AtomicUsize>,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(counter: &Padded<AtomicU64>, n: u64) {
+        counter.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn get(counter: &Padded<AtomicU64>) -> u64 {
+        counter.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of an emitter's counters and gauges.
+///
+/// Counters only grow. After [`shutdown`](crate::Emitter::shutdown) with nothing left over,
+/// every accepted event was run: for each handler that matched it, `handled + dead_lettered`
+/// account for it (plus `failed` for inline emits, which do not retry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EmitterStats {
+    /// Emits accepted (inline `emit` calls, and `emit_async` calls that returned `Ok`).
+    pub emitted: u64,
+    /// Handler invocations that returned `Ok`.
+    pub handled: u64,
+    /// Handler invocations that failed (returned an error, panicked or timed out).
+    pub failed: u64,
+    /// Of `failed`, the invocations that panicked.
+    pub panicked: u64,
+    /// Retries scheduled after a failed invocation (worker pool only).
+    pub retried: u64,
+    /// Events handed to the dead-letter sink, one per giving-up subscriber.
+    pub dead_lettered: u64,
+    /// `emit_async` calls refused: queue full, Block wait expired, or shut down.
+    pub rejected: u64,
+    /// Events waiting in the queue now (never above `queue_capacity`).
+    pub queued: usize,
+    /// Events a worker is handling now.
+    pub in_flight: usize,
+    /// The queue's bound.
+    pub queue_capacity: usize,
+    /// Worker tasks in the pool.
+    pub workers: usize,
+    /// Live subscriptions.
+    pub subscriptions: usize,
+}

@@ -1,0 +1,93 @@
+//! The handle that subscribing returns.
+
+use std::fmt;
+use std::sync::Weak;
+
+/// Identifies one subscription; unique within its emitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub(crate) u64);
+
+impl fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "subscription-{}", self.0)
+    }
+}
+
+/// What a subscription needs from its registry, without naming the event type.
+pub(crate) trait Unsubscribe: Send + Sync {
+    fn unsubscribe(&self, id: u64) -> bool;
+}
+
+/// A live subscription. Dropping it unsubscribes (use [`detach`](Self::detach) to keep the
+/// handler for the emitter's lifetime).
+///
+/// When [`unsubscribe`](Self::unsubscribe) (or the drop) returns, no invocation of the handler
+/// is starting or will start; invocations that had already started may still be running.
+/// Unsubscribing one of two identical subscriptions leaves the other.
+///
+/// ```
+/// use flowgate::{Emitter, Event};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emitter = Emitter::<u32>::builder().build()?;
+/// let a = emitter.on("tick", |_: Event<u32>| async { Ok(()) })?;
+/// let b = emitter.on("tick", |_: Event<u32>| async { Ok(()) })?;
+/// assert_ne!(a.id(), b.id());
+/// assert!(a.unsubscribe());
+/// assert_eq!(emitter.emit(Event::new("tick", 1)?).await?.handlers, 1);
+/// b.detach();
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a Subscription unsubscribes it at once; call .detach() to keep it"]
+pub struct Subscription {
+    id: SubscriptionId,
+    registry: Option<Weak<dyn Unsubscribe>>,
+}
+
+impl Subscription {
+    pub(crate) fn new(id: u64, registry: Weak<dyn Unsubscribe>) -> Self {
+        Self {
+            id: SubscriptionId(id),
+            registry: Some(registry),
+        }
+    }
+
+    /// This subscription's id.
+    pub fn id(&self) -> SubscriptionId {
+        self.id
+    }
+
+    /// Removes the handler. Returns `false` if the emitter is already gone.
+    pub fn unsubscribe(mut self) -> bool {
+        self.remove()
+    }
+
+    /// Keeps the handler subscribed for as long as the emitter lives.
+    pub fn detach(mut self) {
+        self.registry = None;
+    }
+
+    fn remove(&mut self) -> bool {
+        match self.registry.take().and_then(|weak| weak.upgrade()) {
+            Some(registry) => registry.unsubscribe(self.id.0),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("detached", &self.registry.is_none())
+            .finish()
+    }
+}
