@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flowgate::emitter::{Backpressure, Emitter};
+use flowgate::emitter::{Backpressure, Emitter, EmitterError, Subscription};
 use flowgate::middleware::TimeoutLayer;
 use flowgate::{DeadLetterQueue, Event, HandlerError, Jitter, RetryPolicy};
 
@@ -35,56 +35,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .dead_letters(dead_letters.clone())
         .build()?;
 
-    // Revenue per customer, from every placed order.
     let revenue = Arc::new(Mutex::new(BTreeMap::<&'static str, u64>::new()));
-    let ledger = Arc::clone(&revenue);
-    let _revenue = emitter
-        .subscribe("order.placed", move |event: Event<Order>| {
-            let ledger = Arc::clone(&ledger);
-            async move {
-                let order = event.payload();
-                *ledger.lock().unwrap().entry(order.customer).or_default() += order.cents;
-                Ok(())
-            }
-        })
-        .name("revenue")
-        .start()?;
-
-    // A mailer that fails on the first try for every third order: retried, then succeeds.
-    let attempts = Arc::new(AtomicU32::new(0));
-    let tries = Arc::clone(&attempts);
-    let _mailer = emitter
-        .subscribe("order.*", move |event: Event<Order>| {
-            let tries = Arc::clone(&tries);
-            async move {
-                let n = tries.fetch_add(1, Ordering::Relaxed);
-                if event.payload().id % 3 == 0 && n % 2 == 0 {
-                    return Err(HandlerError::retryable("smtp: connection reset"));
-                }
-                Ok(())
-            }
-        })
-        .name("mailer")
-        .concurrency(2)
-        .layer(TimeoutLayer::new(Duration::from_secs(2)))
-        .start()?;
-
-    // A fraud check that rejects large orders for good: those go to the dead letters.
-    let _fraud = emitter
-        .subscribe("order.placed", |event: Event<Order>| async move {
-            if event.payload().cents > 50_000 {
-                return Err(HandlerError::permanent(format!(
-                    "order {} over the 500.00 limit",
-                    event.payload().id
-                )));
-            }
-            Ok(())
-        })
-        .name("fraud-check")
-        .start()?;
+    let _subscriptions = subscribe_handlers(&emitter, &revenue)?;
 
     // One order inline: emit returns once every handler ran, with every failure.
-    let first = Event::new("order.placed", Order { id: 1, customer: "ada", cents: 1_250 })?;
+    let first = Event::new(
+        "order.placed",
+        Order {
+            id: 1,
+            customer: "ada",
+            cents: 1_250,
+        },
+    )?;
     let inline = emitter.emit(first).await?;
     println!("inline emit: {} handlers ran", inline.handlers);
 
@@ -101,7 +63,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     emitter
-        .emit_async(Event::new("order.shipped", Order { id: 2, customer: "grace", cents: 0 })?)
+        .emit_async(Event::new(
+            "order.shipped",
+            Order {
+                id: 2,
+                customer: "grace",
+                cents: 0,
+            },
+        )?)
         .await?;
 
     let report = emitter.shutdown(Duration::from_secs(5)).await;
@@ -126,8 +95,66 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             letter.event.payload().id,
             letter.subscriber,
             letter.attempts,
-            std::error::Error::source(&letter.error).map_or_else(|| letter.error.to_string(), ToString::to_string)
+            std::error::Error::source(&letter.error)
+                .map_or_else(|| letter.error.to_string(), ToString::to_string)
         );
     }
     Ok(())
+}
+
+type Revenue = Arc<Mutex<BTreeMap<&'static str, u64>>>;
+
+/// Three subscribers: revenue per customer, a flaky mailer, a strict fraud check.
+fn subscribe_handlers(
+    emitter: &Emitter<Order>,
+    revenue: &Revenue,
+) -> Result<Vec<Subscription>, EmitterError> {
+    // Revenue per customer, from every placed order.
+    let ledger = Arc::clone(revenue);
+    let revenue = emitter
+        .subscribe("order.placed", move |event: Event<Order>| {
+            let ledger = Arc::clone(&ledger);
+            async move {
+                let order = event.payload();
+                *ledger.lock().unwrap().entry(order.customer).or_default() += order.cents;
+                Ok(())
+            }
+        })
+        .name("revenue")
+        .start()?;
+
+    // A mailer that fails on the first try for every third order: retried, then succeeds.
+    let attempts = Arc::new(AtomicU32::new(0));
+    let tries = Arc::clone(&attempts);
+    let mailer = emitter
+        .subscribe("order.*", move |event: Event<Order>| {
+            let tries = Arc::clone(&tries);
+            async move {
+                let n = tries.fetch_add(1, Ordering::Relaxed);
+                if event.payload().id % 3 == 0 && n % 2 == 0 {
+                    return Err(HandlerError::retryable("smtp: connection reset"));
+                }
+                Ok(())
+            }
+        })
+        .name("mailer")
+        .concurrency(2)
+        .layer(TimeoutLayer::new(Duration::from_secs(2)))
+        .start()?;
+
+    // A fraud check that rejects large orders for good: those go to the dead letters.
+    let fraud = emitter
+        .subscribe("order.placed", |event: Event<Order>| async move {
+            if event.payload().cents > 50_000 {
+                return Err(HandlerError::permanent(format!(
+                    "order {} over the 500.00 limit",
+                    event.payload().id
+                )));
+            }
+            Ok(())
+        })
+        .name("fraud-check")
+        .start()?;
+
+    Ok(vec![revenue, mailer, fraud])
 }

@@ -295,11 +295,17 @@ mod tests {
         let p2 = b.try_acquire().expect("second probe");
         assert!(b.try_acquire().is_none(), "only two probes at once");
         drop(p2);
-        let p3 = b.try_acquire().expect("a dropped probe gives its slot back");
+        let p3 = b
+            .try_acquire()
+            .expect("a dropped probe gives its slot back");
         p1.failure();
         assert_eq!(b.state(), CircuitState::Open, "a failed probe reopens");
         p3.success();
-        assert_eq!(b.state(), CircuitState::Open, "a stale probe does not close it");
+        assert_eq!(
+            b.state(),
+            CircuitState::Open,
+            "a stale probe does not close it"
+        );
     }
 
     #[test]

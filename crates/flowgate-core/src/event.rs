@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 // Data, not synchronization: public types use std's `Arc` whatever the cfg, so the API
 // is the same under loom.
-use std::sync::Arc;
 use crate::{CoreError, EventType};
+use std::sync::Arc;
 
 /// A unique event id: a UUID v7, so ids created later sort after earlier ones.
 ///
@@ -420,7 +420,10 @@ mod tests {
     fn building_a_shared_event_copies_the_envelope_not_the_payload() {
         let a = Event::new("a.b", vec![1, 2, 3]).unwrap();
         let b = a.clone().with_key("k");
-        assert!(a.key().is_none(), "the other holder must not see the change");
+        assert!(
+            a.key().is_none(),
+            "the other holder must not see the change"
+        );
         assert_eq!(b.key().unwrap().as_str(), "k");
         assert!(Arc::ptr_eq(a.shared_payload(), b.shared_payload()));
     }

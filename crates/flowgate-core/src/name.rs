@@ -21,8 +21,8 @@ use std::fmt;
 
 // Data, not synchronization: public types use std's `Arc` whatever the cfg, so the API
 // is the same under loom.
-use std::sync::Arc;
 use crate::CoreError;
+use std::sync::Arc;
 
 /// The longest event type name or pattern accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;

@@ -173,7 +173,9 @@ impl RetryPolicy {
     /// The un-jittered wait after `failed_attempts` failures (1 = before the first retry).
     fn base_backoff(&self, failed_attempts: u32) -> Duration {
         let exponent = failed_attempts.saturating_sub(1).min(1024);
-        let factor = self.multiplier.powi(i32::try_from(exponent).unwrap_or(i32::MAX));
+        let factor = self
+            .multiplier
+            .powi(i32::try_from(exponent).unwrap_or(i32::MAX));
         let secs = self.initial_backoff.as_secs_f64() * factor;
         if secs.is_finite() && secs < self.max_backoff.as_secs_f64() {
             Duration::from_secs_f64(secs)

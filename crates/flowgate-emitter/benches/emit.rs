@@ -1,1 +1,2 @@
+//! Emitter benchmarks (filled in below).
 fn main() {}

@@ -153,8 +153,7 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
             });
         }
         self.retry.validate()?;
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| EmitterError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EmitterError::NoRuntime)?;
 
         let (sender, queue) = async_channel::bounded(self.queue_capacity);
         let counters = Arc::new(Counters::default());

@@ -5,6 +5,8 @@
 //! a closer has also seen [`Gate::inside`] reach the number of entries its own thread holds,
 //! no other party is inside or will ever be again.
 //!
+//! Public only for the loom models in `tests/`; not part of the API.
+//!
 //! Used twice: as the emitter's submit gate (an `emit_async` is inside while it hands an event
 //! to the queue, so shutdown knows when no hand-off can still land) and as each subscription's
 //! start gate (an invocation is inside while its handler starts, so `unsubscribe` can return only
@@ -17,7 +19,7 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// What [`Gate::try_enter`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Enter {
+pub enum Enter {
     /// Inside; call [`Gate::leave`] once.
     Entered,
     /// The gate is closed. `last_out` is `true` when this party's brief optimistic entry was
@@ -27,7 +29,7 @@ pub(crate) enum Enter {
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
-pub(crate) struct Gate {
+pub struct Gate {
     /// `CLOSED` bit plus the count of parties inside. Every party increments before checking
     /// the bit (so a closer that saw the count reach zero after setting the bit knows nobody
     /// slipped in) and decrements when it leaves.
@@ -35,14 +37,14 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// Enters unless the gate is closed. [`Enter::Entered`] must be paired with one
     /// [`leave`](Self::leave).
     #[inline]
-    pub(crate) fn try_enter(&self) -> Enter {
+    pub fn try_enter(&self) -> Enter {
         // AcqRel: Acquire pairs with the closer's AcqRel `fetch_or`, so a party that enters
         // after the close sees the bit; Release publishes the increment to the closer's
         // Acquire loads in `inside`.
@@ -58,7 +60,7 @@ impl Gate {
 
     /// Leaves; returns `true` when this was the last party inside a closed gate.
     #[inline]
-    pub(crate) fn leave(&self) -> bool {
+    pub fn leave(&self) -> bool {
         // Release: everything the party did inside happens-before a closer's Acquire load that
         // sees the count drop.
         let prev = self.state.fetch_sub(1, Ordering::AcqRel);
@@ -66,18 +68,18 @@ impl Gate {
     }
 
     /// Closes the gate; returns `true` if this call closed it (the first call does).
-    pub(crate) fn close(&self) -> bool {
+    pub fn close(&self) -> bool {
         let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
         prev & CLOSED == 0
     }
 
     /// Whether the gate is closed.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Parties inside now (including parties that are about to find the gate closed and leave).
-    pub(crate) fn inside(&self) -> usize {
+    pub fn inside(&self) -> usize {
         self.state.load(Ordering::Acquire) & !CLOSED
     }
 }

@@ -51,7 +51,9 @@ pub mod registry;
 mod stats;
 mod subscription;
 
-pub use emitter::{Backpressure, Emitted, Emitter, EmitterBuilder, ShutdownReport, SubscribeBuilder};
+pub use emitter::{
+    Backpressure, Emitted, Emitter, EmitterBuilder, ShutdownReport, SubscribeBuilder,
+};
 pub use error::{EmitError, EmitterError, HandlerFailure, HandlerFailures};
 pub use pool::Interrupted;
 pub use stats::EmitterStats;

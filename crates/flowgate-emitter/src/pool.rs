@@ -128,7 +128,11 @@ struct Progress<'a, T> {
 }
 
 impl<'a, T> Progress<'a, T> {
-    fn start(context: &'a WorkerContext<T>, event: &'a Event<T>, snapshot: &'a Snapshot<T>) -> Self {
+    fn start(
+        context: &'a WorkerContext<T>,
+        event: &'a Event<T>,
+        snapshot: &'a Snapshot<T>,
+    ) -> Self {
         context.counters.in_flight.0.fetch_add(1, Ordering::Relaxed);
         Self {
             context,
@@ -146,7 +150,11 @@ impl<'a, T> Progress<'a, T> {
 
 impl<T> Drop for Progress<'_, T> {
     fn drop(&mut self) {
-        self.context.counters.in_flight.0.fetch_sub(1, Ordering::Relaxed);
+        self.context
+            .counters
+            .in_flight
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
         if self.finished {
             return;
         }

@@ -11,11 +11,14 @@
 //!    An invocation started on this thread (a handler that unsubscribes itself while it starts)
 //!    is not waited for.
 //!
+//! Public only for the loom models in `tests/`; not part of the API.
+//!
 //! Readers (every emit) never lock: they load the current snapshot. Writers (subscribe,
 //! unsubscribe) are serialized by one mutex and build a new snapshot; they are rare.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,19 +31,19 @@ use flowgate_core::{invoke, BoxHandler, Event, HandlerResult, Invoke, Pattern};
 use crate::gate::{Enter, Gate};
 
 /// One subscription.
-pub(crate) struct Entry<T> {
+pub struct Entry<T> {
     /// Identifies the subscription (returned to the user as [`SubscriptionId`](crate::SubscriptionId)).
-    pub(crate) id: u64,
+    pub id: u64,
     /// The subscriber's name in reports and dead letters.
-    pub(crate) name: Arc<str>,
-    pub(crate) pattern: Pattern,
-    pub(crate) handler: BoxHandler<T>,
+    pub name: Arc<str>,
+    pub pattern: Pattern,
+    pub handler: BoxHandler<T>,
     /// Entered by every invocation while it starts; closed by `unsubscribe`.
     gate: Gate,
 }
 
 impl<T> Entry<T> {
-    pub(crate) fn new(id: u64, name: Arc<str>, pattern: Pattern, handler: BoxHandler<T>) -> Self {
+    pub fn new(id: u64, name: Arc<str>, pattern: Pattern, handler: BoxHandler<T>) -> Self {
         Self {
             id,
             name,
@@ -52,7 +55,7 @@ impl<T> Entry<T> {
 }
 
 /// What one emit sees. Never changed after it is published.
-pub(crate) struct Snapshot<T> {
+pub struct Snapshot<T> {
     /// Exact-name subscriptions by name, each list in subscription order.
     exact: HashMap<Box<str>, Vec<Arc<Entry<T>>>, ahash::RandomState>,
     /// Wildcard subscriptions in subscription order.
@@ -82,17 +85,27 @@ impl<T> Snapshot<T> {
     }
 
     fn entries(&self) -> impl Iterator<Item = &Arc<Entry<T>>> {
-        let mut all: Vec<_> = self.exact.values().flatten().chain(&self.patterns).collect();
+        let mut all: Vec<_> = self
+            .exact
+            .values()
+            .flatten()
+            .chain(&self.patterns)
+            .collect();
         all.sort_by_key(|e| e.id);
         all.into_iter()
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no subscription is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The entries whose pattern matches `kind`, in subscription order.
-    pub(crate) fn matching<'a>(&'a self, kind: &'a str) -> Matching<'a, T> {
+    pub fn matching<'a>(&'a self, kind: &'a str) -> Matching<'a, T> {
         let exact = self.exact.get(kind).map_or(&[][..], Vec::as_slice);
         Matching {
             kind,
@@ -104,7 +117,7 @@ impl<T> Snapshot<T> {
 
 /// Iterator over matching entries: a merge of the exact list and the matching patterns by
 /// subscription id, so handlers run in the order they subscribed. Allocates nothing.
-pub(crate) struct Matching<'a, T> {
+pub struct Matching<'a, T> {
     kind: &'a str,
     exact: &'a [Arc<Entry<T>>],
     patterns: &'a [Arc<Entry<T>>],
@@ -177,7 +190,7 @@ impl<T> SnapshotCell<T> {
 }
 
 /// The registry; see the [module docs](self).
-pub(crate) struct Registry<T> {
+pub struct Registry<T> {
     current: SnapshotCell<T>,
     /// Serializes writers so no subscribe or unsubscribe is lost between load and store.
     writer: Mutex<()>,
@@ -185,8 +198,14 @@ pub(crate) struct Registry<T> {
     next_id: AtomicU64,
 }
 
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> Registry<T> {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             current: SnapshotCell::new(Snapshot::empty()),
             writer: Mutex::new(()),
@@ -196,12 +215,12 @@ impl<T> Registry<T> {
 
     /// The current snapshot.
     #[inline]
-    pub(crate) fn load(&self) -> Arc<Snapshot<T>> {
+    pub fn load(&self) -> Arc<Snapshot<T>> {
         self.current.load()
     }
 
     /// Adds a subscription; it is visible to every emit that begins after this returns.
-    pub(crate) fn subscribe(
+    pub fn subscribe(
         &self,
         name: Option<Arc<str>>,
         pattern: Pattern,
@@ -220,7 +239,7 @@ impl<T> Registry<T> {
 
     /// Removes subscription `id`. Returns `false` if it was not subscribed. When this returns,
     /// no invocation of it is starting or will start (see the module docs).
-    pub(crate) fn unsubscribe(&self, id: u64) -> bool {
+    pub fn unsubscribe(&self, id: u64) -> bool {
         let removed = {
             let _writer = self.writer.lock();
             let current = self.current.load();
@@ -237,6 +256,48 @@ impl<T> Registry<T> {
             spin_yield();
         }
         true
+    }
+}
+
+impl<T> fmt::Debug for Entry<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pattern", &self.pattern)
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Snapshot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.entries()).finish()
+    }
+}
+
+impl<T> fmt::Debug for Matching<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Matching")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Registry<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("current", &self.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Deliver<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deliver")
+            .field("entry", &self.entry.id)
+            .field("started", &self.running.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -281,14 +342,14 @@ impl Drop for Inside<'_> {
 
 /// One invocation of one entry. Resolves to `None` when the subscription was removed before
 /// the invocation could start, else to the handler's outcome (panics caught).
-pub(crate) struct Deliver<'a, T> {
+pub struct Deliver<'a, T> {
     entry: &'a Entry<T>,
     event: Option<Event<T>>,
     running: Option<Invoke>,
 }
 
 impl<'a, T> Deliver<'a, T> {
-    pub(crate) fn new(entry: &'a Entry<T>, event: Event<T>) -> Self {
+    pub fn new(entry: &'a Entry<T>, event: Event<T>) -> Self {
         Self {
             entry,
             event: Some(event),

@@ -102,7 +102,10 @@ where
             observer(&Observation {
                 kind: &kind,
                 event_id,
-                outcome: result.as_ref().map(|()| ()),
+                outcome: match &result {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(error),
+                },
                 elapsed: started.elapsed(),
             });
             result

@@ -60,7 +60,9 @@ impl<T, H: Handler<T>> Handler<T> for Trace<H> {
                 let result = inner.await;
                 match &result {
                     Ok(()) => tracing::debug!("handled"),
-                    Err(error) => tracing::warn!(%error, retryable = error.is_retryable(), "handler failed"),
+                    Err(error) => {
+                        tracing::warn!(%error, retryable = error.is_retryable(), "handler failed");
+                    }
                 }
                 result
             }

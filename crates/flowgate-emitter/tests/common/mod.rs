@@ -1,0 +1,27 @@
+//! Helpers shared by the emitter's integration tests.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `condition` until it holds or `deadline` (on the tokio clock) passes; returns whether
+/// it held. On a paused clock the polling sleeps advance virtual time only.
+pub(crate) async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Awaits `future`, failing the test with `what` if it takes longer than 10 s.
+pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .unwrap_or_else(|_elapsed| panic!("timed out waiting for {what}"))
+}
