@@ -199,6 +199,7 @@ impl<T> Clone for Envelope<T> {
 ///     .with_metadata("tenant", "acme");
 /// assert_eq!(event.kind().as_str(), "order.placed");
 /// assert_eq!(event.payload().total_cents, 1250);
+/// assert_eq!(event.payload().id, 7);
 /// assert_eq!(event.key(), Some(&Key::from(7_u64)));
 /// assert_eq!(event.metadata().get("tenant").map(String::as_str), Some("acme"));
 /// // Without an explicit idempotency key, the event id is used.

@@ -60,6 +60,15 @@ pub type HandlerResult = Result<(), HandlerError>;
 ///         })
 ///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let total = Arc::new(AtomicU64::new(0));
+/// let handler = Sum(Arc::clone(&total));
+/// flowgate::invoke(&handler, Event::new("amount", 5)?).await.unwrap();
+/// assert_eq!(total.load(Ordering::Relaxed), 5);
+/// # Ok(())
+/// # }
 /// ```
 pub trait Handler<T>: Send + Sync + 'static {
     /// Starts handling `event`. The returned future does the work; dropping it cancels it.

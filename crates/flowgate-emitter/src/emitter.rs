@@ -201,7 +201,7 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use flowgate::{Emitter, Event, HandlerError};
+/// use flowgate::{Emitter, Event};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use flowgate::{Event, Handler, Layer, Layers};
+//! use flowgate::{Event, Handler, Layers};
 //! use flowgate::middleware::{ConcurrencyLimitLayer, TimeoutLayer, TraceLayer};
 //!
 //! let handler = |_: Event<u32>| async { Ok(()) };
@@ -41,11 +41,12 @@ pub use trace::{Trace, TraceLayer};
 /// Wraps a handler in another one.
 ///
 /// ```
-/// use flowgate::{Event, Layer};
+/// use flowgate::{Event, HandlerResult, Layer};
 /// use flowgate::middleware::TimeoutLayer;
 /// use std::time::Duration;
 ///
-/// let handler = TimeoutLayer::new(Duration::from_secs(1)).layer(|_: Event<()>| async { Ok(()) });
+/// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+/// let handler = TimeoutLayer::new(Duration::from_secs(1)).layer(noop);
 /// assert_eq!(handler.duration(), Duration::from_secs(1));
 /// ```
 pub trait Layer<H> {
@@ -59,10 +60,11 @@ pub trait Layer<H> {
 /// The layer that does nothing.
 ///
 /// ```
-/// use flowgate::{Event, Layer};
+/// use flowgate::{Event, HandlerResult, Layer};
 /// use flowgate::middleware::Identity;
-/// let handler = Identity.layer(|_: Event<()>| async { Ok(()) });
-/// # drop(handler);
+///
+/// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+/// let _same = Identity.layer(noop);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Identity;
@@ -77,11 +79,12 @@ impl<H> Layer<H> for Identity {
 /// Two layers, `outer` wrapping `inner`.
 ///
 /// ```
-/// use flowgate::{Event, Layer};
+/// use flowgate::{Event, HandlerResult, Layer};
 /// use flowgate::middleware::{Identity, Stack, TraceLayer};
+///
+/// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
 /// let stack = Stack::new(Identity, TraceLayer::new());
-/// let handler = stack.layer(|_: Event<()>| async { Ok(()) });
-/// # drop(handler);
+/// let _traced = stack.layer(noop);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stack<Inner, Outer> {

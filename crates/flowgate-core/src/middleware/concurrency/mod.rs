@@ -18,9 +18,11 @@ use crate::{BoxFuture, Event, Handler, HandlerError, HandlerResult};
 /// Built by [`ConcurrencyLimitLayer`]. Clones share the permits.
 ///
 /// ```
-/// use flowgate::{Event, Layer};
+/// use flowgate::{Event, HandlerResult, Layer};
 /// use flowgate::middleware::ConcurrencyLimitLayer;
-/// let handler = ConcurrencyLimitLayer::new(2).layer(|_: Event<()>| async { Ok(()) });
+///
+/// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+/// let handler = ConcurrencyLimitLayer::new(2).layer(noop);
 /// assert_eq!(handler.available(), 2);
 /// ```
 #[derive(Debug)]

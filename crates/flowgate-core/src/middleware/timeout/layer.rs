@@ -8,8 +8,7 @@ use crate::Layer;
 /// ```
 /// use std::time::Duration;
 /// use flowgate::middleware::TimeoutLayer;
-/// let layer = TimeoutLayer::new(Duration::from_millis(500));
-/// # drop(layer);
+/// let _layer = TimeoutLayer::new(Duration::from_millis(500));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {

@@ -5,8 +5,7 @@ use crate::Layer;
 ///
 /// ```
 /// use flowgate::middleware::TraceLayer;
-/// let layer = TraceLayer::new();
-/// # drop(layer);
+/// let _layer = TraceLayer::new();
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer {
