@@ -4,20 +4,20 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_channel::{Sender, TrySendError};
 use flowgate_core::middleware::{ConcurrencyLimitLayer, Identity, Stack};
 use flowgate_core::sync::atomic::Ordering;
 use flowgate_core::sync::Mutex;
 use flowgate_core::{
     BoxHandler, DeadLetterSink, Event, Handler, Layer, LogDeadLetters, Pattern, RetryPolicy,
 };
+use flume::{Sender, TrySendError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{HandlerFailure, HandlerFailures};
 use crate::gate::{Enter, Gate};
-use crate::pool::{run_worker, Interrupted, Job, WorkerContext};
+use crate::pool::{run_worker, Interrupted, Job, Task, WorkerContext};
 use crate::registry::{Deliver, Registry};
 use crate::stats::Counters;
 use crate::subscription::Unsubscribe;
@@ -155,7 +155,7 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
         self.retry.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EmitterError::NoRuntime)?;
 
-        let (sender, queue) = async_channel::bounded(self.queue_capacity);
+        let (sender, queue) = flume::bounded(self.queue_capacity);
         let counters = Arc::new(Counters::default());
         let interrupted = Arc::new(Mutex::new(Vec::new()));
         let context = Arc::new(WorkerContext {
@@ -255,9 +255,9 @@ impl<T> fmt::Debug for Emitter<T> {
 struct Shared<T> {
     registry: Arc<Registry<T>>,
     counters: Arc<Counters>,
-    sender: Sender<Job<T>>,
+    sender: Sender<Task<T>>,
     /// A receiver kept to read the depth and to collect what was never run at shutdown.
-    queue: async_channel::Receiver<Job<T>>,
+    queue: flume::Receiver<Task<T>>,
     /// Entered by `emit_async` while it hands an event over; closed by shutdown.
     submit_gate: Gate,
     /// Woken when the last `emit_async` inside a closed submit gate leaves.
@@ -484,26 +484,28 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             }
         }
         let _submitting = Submitting { shared };
-        let job = Job {
+        let task = Task::Run(Job {
             event,
             snapshot: shared.registry.load(),
-        };
-        let refused = match shared.sender.try_send(job) {
+        });
+        let refused = match shared.sender.try_send(task) {
             Ok(()) => {
                 Counters::add(&counters.emitted, 1);
                 return Ok(());
             }
-            Err(TrySendError::Closed(job)) => EmitError::ShutDown(job.event),
-            Err(TrySendError::Full(job)) => match shared.backpressure {
-                Backpressure::Reject => EmitError::QueueFull(job.event),
+            Err(TrySendError::Disconnected(task)) => EmitError::ShutDown(task.into_event()),
+            Err(TrySendError::Full(task)) => match shared.backpressure {
+                Backpressure::Reject => EmitError::QueueFull(task.into_event()),
                 Backpressure::Block { max_wait } => {
-                    let event = job.event.clone();
-                    match tokio::time::timeout(max_wait, shared.sender.send(job)).await {
+                    let event = task.event().clone();
+                    match tokio::time::timeout(max_wait, shared.sender.send_async(task)).await {
                         Ok(Ok(())) => {
                             Counters::add(&counters.emitted, 1);
                             return Ok(());
                         }
-                        Ok(Err(closed)) => EmitError::ShutDown(closed.into_inner().event),
+                        Ok(Err(disconnected)) => {
+                            EmitError::ShutDown(disconnected.into_inner().into_event())
+                        }
                         Err(_elapsed) => EmitError::Timeout(event),
                     }
                 }
@@ -519,9 +521,9 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     /// # Delivery
     ///
     /// Every `emit_async` that returned `Ok` is, afterwards, either run to the end or listed in
-    /// the report (`not_run` or `interrupted`). An `emit_async` still waiting for room when the
-    /// deadline passes fails with [`EmitError::ShutDown`] (not accepted). Calling `shutdown`
-    /// again returns an empty report.
+    /// the report (`not_run` or `interrupted`). An `emit_async` that began before shutdown and
+    /// is still waiting for room when the deadline passes gets in and is listed in `not_run`.
+    /// Calling `shutdown` again returns an empty report.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport<T> {
         let shared = &*self.shared;
         let end = Instant::now() + deadline;
@@ -535,12 +537,18 @@ impl<T: Send + Sync + 'static> Emitter<T> {
                 break;
             }
         }
-        // Refuses hand-offs still blocked; workers drain what is queued, then stop.
-        shared.sender.close();
+        // One stop per worker, queued behind every accepted job: the workers drain, then stop.
         let mut workers = std::mem::take(&mut *shared.workers.lock());
         let mut deadline_expired = false;
+        for _ in 0..workers.len() {
+            let stop = shared.sender.send_async(Task::Stop);
+            if !matches!(tokio::time::timeout_at(end, stop).await, Ok(Ok(()))) {
+                deadline_expired = true;
+                break;
+            }
+        }
         for worker in &mut workers {
-            if tokio::time::timeout_at(end, worker).await.is_err() {
+            if deadline_expired || tokio::time::timeout_at(end, worker).await.is_err() {
                 deadline_expired = true;
                 break;
             }
@@ -554,10 +562,19 @@ impl<T: Send + Sync + 'static> Emitter<T> {
                 let _ = worker.await;
             }
         }
-        // Wait for `emit_async` calls that were refused by the closed queue to leave.
+        // Collect what never ran. A hand-off still waiting for room (the deadline passed while
+        // the queue was full) gets in as this frees room: keep collecting until none is left.
         let mut not_run = Vec::new();
-        while let Ok(job) = shared.queue.try_recv() {
-            not_run.push(job.event);
+        loop {
+            for task in shared.queue.drain() {
+                if let Task::Run(job) = task {
+                    not_run.push(job.event);
+                }
+            }
+            if shared.submit_gate.inside() == 0 && shared.queue.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         let interrupted = std::mem::take(&mut *shared.interrupted.lock());
         ShutdownReport {

@@ -79,6 +79,10 @@ impl Gate {
     }
 
     /// Parties inside now (including parties that are about to find the gate closed and leave).
+    ///
+    /// A closer may read a stale non-zero count before it synchronizes with the last party to
+    /// leave; that party's `leave` returns `true` (it saw `CLOSED | 1`), so the closer is woken
+    /// and reads again. Closers must therefore wait for that wake-up, not give up.
     pub fn inside(&self) -> usize {
         self.state.load(Ordering::Acquire) & !CLOSED
     }

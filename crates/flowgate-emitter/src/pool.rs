@@ -12,13 +12,43 @@
 use std::fmt;
 use std::sync::Arc;
 
-use async_channel::Receiver;
 use flowgate_core::sync::atomic::Ordering;
 use flowgate_core::sync::Mutex;
 use flowgate_core::{DeadLetter, DeadLetterSink, Event, HandlerError, RetryPolicy};
+use flume::Receiver;
 
 use crate::registry::{Deliver, Entry, Snapshot};
 use crate::stats::Counters;
+
+/// What the queue carries.
+pub(crate) enum Task<T> {
+    /// Run an event.
+    Run(Job<T>),
+    /// Stop the worker that takes this (shutdown sends one per worker, after the queued jobs).
+    Stop,
+}
+
+impl<T> Task<T> {
+    /// The event of a `Run`; only called on tasks `emit_async` built.
+    pub(crate) fn event(&self) -> &Event<T> {
+        match self {
+            Self::Run(job) => &job.event,
+            Self::Stop => unreachable_stop(),
+        }
+    }
+
+    pub(crate) fn into_event(self) -> Event<T> {
+        match self {
+            Self::Run(job) => job.event,
+            Self::Stop => unreachable_stop(),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_stop() -> ! {
+    unreachable!("emit_async only ever sends Task::Run")
+}
 
 /// One queued event and the handlers it is for.
 pub(crate) struct Job<T> {
@@ -46,7 +76,7 @@ impl<T> fmt::Debug for Interrupted<T> {
 
 /// What every worker shares.
 pub(crate) struct WorkerContext<T> {
-    pub(crate) queue: Receiver<Job<T>>,
+    pub(crate) queue: Receiver<Task<T>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) retry: RetryPolicy,
     pub(crate) dead_letters: Arc<dyn DeadLetterSink<T>>,
@@ -54,9 +84,10 @@ pub(crate) struct WorkerContext<T> {
     pub(crate) interrupted: Arc<Mutex<Vec<Interrupted<T>>>>,
 }
 
-/// The worker loop: runs until the queue is closed and empty, or the task is aborted.
+/// The worker loop: runs until it takes a `Stop` (or the queue is gone, or the task is
+/// aborted).
 pub(crate) async fn run_worker<T: Send + Sync + 'static>(context: Arc<WorkerContext<T>>) {
-    while let Ok(job) = context.queue.recv().await {
+    while let Ok(Task::Run(job)) = context.queue.recv_async().await {
         let Job { event, snapshot } = job;
         let mut progress = Progress::start(&context, &event, &snapshot);
         for entry in snapshot.matching(event.kind().as_str()) {

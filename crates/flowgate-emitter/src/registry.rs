@@ -301,10 +301,17 @@ impl<T> fmt::Debug for Deliver<'_, T> {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// Start gates this thread is inside right now (innermost last), so that a handler that
     /// unsubscribes itself while starting does not wait for itself.
     static HELD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+// loom's `thread_local!` takes no `const` initializer.
+#[cfg(loom)]
+thread_local! {
+    static HELD: RefCell<Vec<usize>> = RefCell::new(Vec::new());
 }
 
 fn gate_addr(gate: &Gate) -> usize {

@@ -1,0 +1,129 @@
+//! Loom model of the subscriber registry snapshot and the per-subscription start gate:
+//! subscribe and unsubscribe racing an emit. No handler starts after its `unsubscribe`
+//! returned, and no handler subscribed before an emit began is skipped.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p flowgate-emitter --test loom_registry`.
+#![cfg(loom)]
+
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use loom::sync::Arc;
+use loom::thread;
+
+use flowgate_core::{BoxHandler, Event, HandlerResult, Pattern};
+use flowgate_emitter::registry::{Deliver, Registry};
+
+/// A handler that raises `flag` when its body runs (on the first poll, like user code in an
+/// async block).
+fn raising(flag: &Arc<AtomicBool>) -> BoxHandler<u32> {
+    let flag = Arc::clone(flag);
+    BoxHandler::new(move |_: Event<u32>| {
+        let flag = Arc::clone(&flag);
+        async move {
+            flag.store(true, SeqCst);
+            HandlerResult::Ok(())
+        }
+    })
+}
+
+/// What one emit does: load the snapshot, deliver to every match.
+fn emit(registry: &Registry<u32>, event: &Event<u32>) -> usize {
+    let snapshot = registry.load();
+    let mut delivered = 0;
+    for entry in snapshot.matching(event.kind().as_str()) {
+        if loom::future::block_on(Deliver::new(entry, event.clone())).is_some() {
+            delivered += 1;
+        }
+    }
+    delivered
+}
+
+#[test]
+fn no_handler_starts_after_its_unsubscribe_returned() {
+    loom::model(|| {
+        let registry = Arc::new(Registry::<u32>::new());
+        let ran = Arc::new(AtomicBool::new(false));
+        let id = registry.subscribe(None, Pattern::new("a").unwrap(), raising(&ran));
+        let event = Event::new("a", 1).unwrap();
+
+        let emitter = {
+            let registry = Arc::clone(&registry);
+            thread::spawn(move || emit(&registry, &event))
+        };
+        assert!(registry.unsubscribe(id));
+        let ran_when_unsubscribe_returned = ran.load(SeqCst);
+        let delivered = emitter.join().unwrap();
+
+        assert_eq!(
+            ran.load(SeqCst),
+            ran_when_unsubscribe_returned,
+            "the handler started after unsubscribe returned"
+        );
+        assert_eq!(
+            delivered == 1,
+            ran.load(SeqCst),
+            "delivered means the handler ran"
+        );
+    });
+}
+
+#[test]
+fn no_handler_subscribed_before_an_emit_began_is_skipped() {
+    loom::model(|| {
+        let registry = Arc::new(Registry::<u32>::new());
+        let ran = Arc::new(AtomicBool::new(false));
+        let subscribed = Arc::new(AtomicBool::new(false));
+
+        let subscriber = {
+            let (registry, ran, subscribed) = (
+                Arc::clone(&registry),
+                Arc::clone(&ran),
+                Arc::clone(&subscribed),
+            );
+            thread::spawn(move || {
+                registry.subscribe(None, Pattern::new("a.*").unwrap(), raising(&ran));
+                subscribed.store(true, SeqCst);
+            })
+        };
+        let subscribed_before_emit = subscribed.load(SeqCst);
+        let delivered = emit(&registry, &Event::new("a.b", 1).unwrap());
+        if subscribed_before_emit {
+            assert_eq!(
+                delivered, 1,
+                "a subscription made before the emit was skipped"
+            );
+            assert!(ran.load(SeqCst));
+        }
+        subscriber.join().unwrap();
+    });
+}
+
+#[test]
+fn two_identical_subscriptions_are_removed_one_at_a_time() {
+    loom::model(|| {
+        let registry = Arc::new(Registry::<u32>::new());
+        let count = Arc::new(AtomicUsize::new(0));
+        let counting = |count: &Arc<AtomicUsize>| {
+            let count = Arc::clone(count);
+            BoxHandler::new(move |_: Event<u32>| {
+                count.fetch_add(1, SeqCst);
+                async { HandlerResult::Ok(()) }
+            })
+        };
+        let first = registry.subscribe(None, Pattern::new("a").unwrap(), counting(&count));
+        let _second = registry.subscribe(None, Pattern::new("a").unwrap(), counting(&count));
+
+        let unsubscriber = {
+            let registry = Arc::clone(&registry);
+            thread::spawn(move || assert!(registry.unsubscribe(first)))
+        };
+        let delivered = emit(&registry, &Event::new("a", 1).unwrap());
+        unsubscriber.join().unwrap();
+
+        assert!(
+            (1..=2).contains(&delivered),
+            "the second subscription always runs"
+        );
+        assert_eq!(emit(&registry, &Event::new("a", 2).unwrap()), 1);
+        assert_eq!(count.load(SeqCst), delivered + 1);
+    });
+}
