@@ -34,8 +34,12 @@ pub struct EventId(Uuid);
 
 impl EventId {
     /// A fresh UUID v7 id.
+    ///
+    /// Ids made by one thread strictly increase; ids made by different threads are ordered by
+    /// their millisecond. Generation costs a clock read and a thread-local counter step: no
+    /// lock, no system call.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self(next_v7())
     }
 
     /// Wraps an existing UUID (for example one read back from storage).
@@ -58,6 +62,52 @@ impl EventId {
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0
     }
+}
+
+/// Counter bits per millisecond (as in RFC 9562, method 1 with a 42-bit counter): the top 12
+/// go to `rand_a`, the rest to the top of `rand_b`; the remaining 32 bits of `rand_b` are random.
+const COUNTER_BITS: u32 = 42;
+/// A fresh millisecond seeds the counter below 2^41, leaving at least 2^41 steps before it
+/// would overflow into the next millisecond.
+const SEED_MASK: u64 = (1 << (COUNTER_BITS - 1)) - 1;
+const COUNTER_MAX: u64 = (1 << COUNTER_BITS) - 1;
+
+// Plain `std` thread-local, not the loom shim: id generation is not part of any model, and the
+// state is per thread by design.
+std::thread_local! {
+    /// (millisecond of the last id, its counter) for this thread.
+    static LAST_ID: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn next_v7() -> Uuid {
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let (ms, counter) = LAST_ID.with(|last| {
+        let (last_ms, last_counter) = last.get();
+        let next = if now_ms > last_ms {
+            (now_ms, fastrand::u64(..) & SEED_MASK)
+        } else if last_counter < COUNTER_MAX {
+            // Same millisecond, or the clock stepped back: stay on the last one, count up.
+            (last_ms, last_counter + 1)
+        } else {
+            (last_ms + 1, fastrand::u64(..) & SEED_MASK)
+        };
+        last.set(next);
+        next
+    });
+    let random = fastrand::u32(..);
+    let mut bytes = [0_u8; 10];
+    // rand_a: counter bits 41..30 (the builder overwrites the high nibble with the version).
+    bytes[0] = ((counter >> 38) & 0x0f) as u8;
+    bytes[1] = (counter >> 30) as u8;
+    // rand_b: counter bits 29..0 (the builder overwrites the top two bits with the variant).
+    bytes[2] = ((counter >> 24) & 0x3f) as u8;
+    bytes[3] = (counter >> 16) as u8;
+    bytes[4] = (counter >> 8) as u8;
+    bytes[5] = counter as u8;
+    bytes[6..].copy_from_slice(&random.to_be_bytes());
+    uuid::Builder::from_unix_timestamp_millis(ms, &bytes).into_uuid()
 }
 
 impl Default for EventId {
@@ -427,6 +477,28 @@ mod tests {
         );
         assert_eq!(b.key().unwrap().as_str(), "k");
         assert!(Arc::ptr_eq(a.shared_payload(), b.shared_payload()));
+    }
+
+    #[test]
+    fn ids_from_one_thread_strictly_increase_and_are_valid_v7() {
+        let ids: Vec<EventId> = (0..100_000).map(|_| EventId::new()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{:?} !< {:?}", pair[0], pair[1]);
+        }
+        for id in &ids[..10] {
+            assert_eq!(id.as_uuid().get_version_num(), 7);
+            assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122);
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let (secs, nanos) = ids[0].as_uuid().get_timestamp().unwrap().to_unix();
+        let id_ms = u128::from(secs) * 1000 + u128::from(nanos / 1_000_000);
+        assert!(
+            now_ms.abs_diff(id_ms) < 5_000,
+            "timestamp {id_ms} far from now {now_ms}"
+        );
     }
 
     #[test]

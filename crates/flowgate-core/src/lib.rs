@@ -45,5 +45,5 @@ pub use error::{BoxError, CoreError, HandlerError};
 pub use event::{Event, EventId, Key, Metadata};
 pub use handler::{invoke, BoxFuture, BoxHandler, Handler, HandlerResult, Invoke};
 pub use middleware::{Layer, Layers};
-pub use name::{EventType, Pattern, MAX_NAME_LEN};
+pub use name::{EventType, Pattern, PrehashedHasher, PrehashedState, MAX_NAME_LEN};
 pub use retry::{Jitter, RetryPolicy};

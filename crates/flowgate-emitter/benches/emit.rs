@@ -1,2 +1,390 @@
-//! Emitter benchmarks (filled in below).
-fn main() {}
+//! Emitter benchmarks, each beside a hand-wired baseline in the same run:
+//!
+//! - `emit/*`: inline `emit` to 1 and 5 no-op handlers, beside calling one boxed handler
+//!   directly (the floor: one boxed future per invocation).
+//! - `hand_off_{current_thread,multi_thread}/*`: `emit_async` through a one-worker pool, end to
+//!   end until the handler ran, beside a hand-wired tokio mpsc channel + worker task and a flume
+//!   channel + worker task doing the same hand-off, on a one-thread and a two-thread runtime.
+//!   The producer is spawned as a task, as in a service, and builds each event (id, timestamp,
+//!   `Arc`s) as a service would.
+//!
+//! A counting global allocator prints heap allocations per operation before the timings.
+//!
+//! ```text
+//! cargo bench -p flowgate-emitter --bench emit
+//! ```
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+// Allocation counts are far below 2^52; the ratio is printed, not computed on.
+#![allow(clippy::cast_precision_loss)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flowgate_core::{invoke, BoxHandler, Event, EventType, HandlerResult};
+use flowgate_emitter::{Backpressure, Emitter};
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+/// Counts every allocation, so the bench can print allocations per operation.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; only adds a relaxed counter increment.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes there).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `dealloc`; `new_size` comes from the caller's contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn multi_thread() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn noop(_: Event<u64>) -> HandlerResult {
+    Ok(())
+}
+
+fn event() -> Event<u64> {
+    Event::new("order.placed", 7).expect("valid type")
+}
+
+/// Counts handled events and wakes the bench when the target is reached.
+struct Done {
+    count: AtomicU64,
+    target: AtomicU64,
+    notify: Notify,
+}
+
+impl Done {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            count: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            notify: Notify::new(),
+        })
+    }
+
+    fn arm(&self, target: u64) {
+        self.count.store(0, Ordering::SeqCst);
+        self.target.store(target, Ordering::SeqCst);
+    }
+
+    #[inline]
+    fn tick(&self) {
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// Prints allocations per call of `op`, measured over `n` calls after a warm-up.
+fn report_allocations<F, Fut>(runtime: &Runtime, name: &str, n: u64, mut op: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    runtime.block_on(async {
+        for _ in 0..1_000 {
+            op().await;
+        }
+        let before = allocations();
+        for _ in 0..n {
+            op().await;
+        }
+        let per_op = (allocations() - before) as f64 / n as f64;
+        println!("allocations per {name}: {per_op:.3}");
+    });
+}
+
+fn emitter_with(handlers: usize) -> Emitter<u64> {
+    let emitter = Emitter::<u64>::builder().build().expect("emitter");
+    for _ in 0..handlers {
+        emitter
+            .on("order.placed", noop)
+            .expect("subscribe")
+            .detach();
+    }
+    emitter
+}
+
+fn bench_emit(c: &mut Criterion) {
+    let runtime = current_thread();
+    let (one, five) = runtime.block_on(async { (emitter_with(1), emitter_with(5)) });
+    let boxed = BoxHandler::new(noop);
+    let ev = event();
+
+    report_allocations(&runtime, "emit, 1 handler", 100_000, || async {
+        black_box(one.emit(ev.clone()).await).ok();
+    });
+    report_allocations(&runtime, "emit, 5 handlers", 100_000, || async {
+        black_box(five.emit(ev.clone()).await).ok();
+    });
+    report_allocations(&runtime, "direct boxed handler call", 100_000, || async {
+        black_box(invoke(&boxed, ev.clone()).await).ok();
+    });
+
+    let mut group = c.benchmark_group("emit");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("flowgate_emit_1_handler", |b| {
+        b.to_async(&runtime).iter(|| one.emit(ev.clone()));
+    });
+    group.bench_function("flowgate_emit_5_handlers", |b| {
+        b.to_async(&runtime).iter(|| five.emit(ev.clone()));
+    });
+    group.bench_function("baseline_direct_boxed_call", |b| {
+        b.to_async(&runtime).iter(|| invoke(&boxed, ev.clone()));
+    });
+    group.finish();
+}
+
+/// One end-to-end run: a spawned producer hands `n` events over; returns when all were handled.
+trait HandOff: Send + Sync + 'static {
+    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration;
+}
+
+struct FlowgatePool {
+    emitter: Emitter<u64>,
+    done: Arc<Done>,
+    kind: EventType,
+}
+
+impl FlowgatePool {
+    fn new(runtime: &Runtime) -> Arc<Self> {
+        let done = Done::new();
+        let emitter = runtime.block_on(async {
+            let emitter = Emitter::<u64>::builder()
+                .workers(1)
+                .queue_capacity(1024)
+                .backpressure(Backpressure::Block {
+                    max_wait: Duration::from_secs(60),
+                })
+                .build()
+                .expect("emitter");
+            let tick = Arc::clone(&done);
+            emitter
+                .on("order.placed", move |_: Event<u64>| {
+                    tick.tick();
+                    std::future::ready(Ok(()))
+                })
+                .expect("subscribe")
+                .detach();
+            emitter
+        });
+        Arc::new(Self {
+            emitter,
+            done,
+            kind: EventType::new("order.placed").expect("valid"),
+        })
+    }
+}
+
+impl HandOff for FlowgatePool {
+    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration {
+        self.done.arm(n);
+        let this = Arc::clone(self);
+        runtime.block_on(async move {
+            let start = Instant::now();
+            let done = this.notified();
+            let producer = Arc::clone(&this);
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let ev = Event::with_type(producer.kind.clone(), i);
+                    producer.emitter.emit_async(ev).await.expect("accepted");
+                }
+            });
+            done.await;
+            start.elapsed()
+        })
+    }
+}
+
+impl FlowgatePool {
+    fn notified(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let done = Arc::clone(&self.done);
+        async move { done.notify.notified().await }
+    }
+}
+
+/// The hand-wired baseline: a bounded tokio mpsc channel and one worker task calling the
+/// handler directly (no boxing, no registry).
+struct TokioMpsc {
+    sender: tokio::sync::mpsc::Sender<Event<u64>>,
+    done: Arc<Done>,
+    kind: EventType,
+}
+
+impl TokioMpsc {
+    fn new(runtime: &Runtime) -> Arc<Self> {
+        let done = Done::new();
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Event<u64>>(1024);
+        let tick = Arc::clone(&done);
+        runtime.spawn(async move {
+            while let Some(ev) = receiver.recv().await {
+                black_box(&ev);
+                tick.tick();
+            }
+        });
+        Arc::new(Self {
+            sender,
+            done,
+            kind: EventType::new("order.placed").expect("valid"),
+        })
+    }
+}
+
+impl HandOff for TokioMpsc {
+    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration {
+        self.done.arm(n);
+        let this = Arc::clone(self);
+        runtime.block_on(async move {
+            let start = Instant::now();
+            let done = Arc::clone(&this.done);
+            let waiter = async move { done.notify.notified().await };
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let ev = Event::with_type(this.kind.clone(), i);
+                    this.sender.send(ev).await.expect("open");
+                }
+            });
+            waiter.await;
+            start.elapsed()
+        })
+    }
+}
+
+/// The same hand-off on a bounded flume channel.
+struct Flume {
+    sender: flume::Sender<Event<u64>>,
+    done: Arc<Done>,
+    kind: EventType,
+}
+
+impl Flume {
+    fn new(runtime: &Runtime) -> Arc<Self> {
+        let done = Done::new();
+        let (sender, receiver) = flume::bounded::<Event<u64>>(1024);
+        let tick = Arc::clone(&done);
+        runtime.spawn(async move {
+            while let Ok(ev) = receiver.recv_async().await {
+                black_box(&ev);
+                tick.tick();
+            }
+        });
+        Arc::new(Self {
+            sender,
+            done,
+            kind: EventType::new("order.placed").expect("valid"),
+        })
+    }
+}
+
+impl HandOff for Flume {
+    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration {
+        self.done.arm(n);
+        let this = Arc::clone(self);
+        runtime.block_on(async move {
+            let start = Instant::now();
+            let done = Arc::clone(&this.done);
+            let waiter = async move { done.notify.notified().await };
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let ev = Event::with_type(this.kind.clone(), i);
+                    this.sender.send_async(ev).await.expect("open");
+                }
+            });
+            waiter.await;
+            start.elapsed()
+        })
+    }
+}
+
+fn bench_hand_off(c: &mut Criterion) {
+    // Where the producer runs changes the cost of every hand-off: on one thread the consumer
+    // drains in batches; on two, each hand-off may wake the other thread.
+    for (label, runtime) in [
+        ("current_thread", current_thread()),
+        ("multi_thread", multi_thread()),
+    ] {
+        let flowgate = FlowgatePool::new(&runtime);
+        let mpsc = TokioMpsc::new(&runtime);
+        let flume = Flume::new(&runtime);
+
+        for (name, per_event) in [
+            ("flowgate emit_async", alloc_per_event(&flowgate, &runtime)),
+            ("tokio mpsc hand-off", alloc_per_event(&mpsc, &runtime)),
+            ("flume hand-off", alloc_per_event(&flume, &runtime)),
+        ] {
+            println!(
+                "allocations per event, {name}, {label} (event construction included): {per_event:.3}"
+            );
+        }
+
+        let mut group = c.benchmark_group(format!("hand_off_{label}"));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("flowgate_emit_async_1_worker", |b| {
+            b.iter_custom(|iters| flowgate.run(&runtime, iters));
+        });
+        group.bench_function("baseline_tokio_mpsc_worker", |b| {
+            b.iter_custom(|iters| mpsc.run(&runtime, iters));
+        });
+        group.bench_function("baseline_flume_worker", |b| {
+            b.iter_custom(|iters| flume.run(&runtime, iters));
+        });
+        group.finish();
+    }
+}
+
+fn alloc_per_event<H: HandOff>(hand_off: &Arc<H>, runtime: &Runtime) -> f64 {
+    const N: u64 = 100_000;
+    hand_off.run(runtime, N);
+    let before = allocations();
+    hand_off.run(runtime, N);
+    (allocations() - before) as f64 / N as f64
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench_emit, bench_hand_off
+}
+criterion_main!(benches);

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::error::{HandlerFailure, HandlerFailures};
 use crate::gate::{Enter, Gate};
 use crate::pool::{run_worker, Interrupted, Job, Task, WorkerContext};
-use crate::registry::{Deliver, Registry};
+use crate::registry::{Deliver, Entry, Registry};
 use crate::stats::Counters;
 use crate::subscription::Unsubscribe;
 use crate::{EmitError, EmitterError, EmitterStats, Subscription, SubscriptionId};
@@ -423,25 +423,15 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             return Err(EmitError::ShutDown(event));
         }
         Counters::add(&shared.counters.emitted, 1);
-        let snapshot = shared.registry.load();
-        let mut succeeded = 0;
-        let mut failures = Vec::new();
-        for entry in snapshot.matching(event.kind().as_str()) {
-            match Deliver::new(entry, event.clone()).await {
-                None => {}
-                Some(Ok(())) => succeeded += 1,
-                Some(Err(error)) => {
-                    if error.is_panic() {
-                        Counters::add(&shared.counters.panicked, 1);
-                    }
-                    failures.push(HandlerFailure {
-                        subscription: SubscriptionId(entry.id),
-                        subscriber: Arc::clone(&entry.name),
-                        error,
-                    });
-                }
-            }
-        }
+        let snapshot = shared.registry.peek();
+        let (succeeded, failures) = if snapshot.has_patterns() {
+            // The iterator matches patterns against the name while the event moves on.
+            let kind = event.kind().clone();
+            run_inline(&shared.counters, snapshot.matching(&kind), event).await
+        } else {
+            let entries = snapshot.exact(event.kind());
+            run_inline(&shared.counters, entries.iter(), event).await
+        };
         Counters::add(&shared.counters.handled, succeeded as u64);
         if failures.is_empty() {
             Ok(Emitted {
@@ -621,6 +611,42 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             subscriptions: shared.registry.load().len(),
         }
     }
+}
+
+/// Runs `entries` one after another for an inline emit; returns (succeeded, failures).
+async fn run_inline<'a, T: Send + Sync + 'static>(
+    counters: &Counters,
+    entries: impl Iterator<Item = &'a Arc<Entry<T>>>,
+    event: Event<T>,
+) -> (usize, Vec<HandlerFailure>) {
+    let mut succeeded = 0;
+    let mut failures = Vec::new();
+    let mut entries = entries.peekable();
+    let mut event = Some(event);
+    while let Some(entry) = entries.next() {
+        // The last handler takes the event itself: one reference-count round trip less.
+        let this = if entries.peek().is_some() {
+            event.clone()
+        } else {
+            event.take()
+        };
+        let Some(this) = this else { break };
+        match Deliver::new(entry, this).await {
+            None => {}
+            Some(Ok(())) => succeeded += 1,
+            Some(Err(error)) => {
+                if error.is_panic() {
+                    Counters::add(&counters.panicked, 1);
+                }
+                failures.push(HandlerFailure {
+                    subscription: SubscriptionId(entry.id),
+                    subscriber: Arc::clone(&entry.name),
+                    error,
+                });
+            }
+        }
+    }
+    (succeeded, failures)
 }
 
 impl<T: Send + Sync + 'static> Unsubscribe for Registry<T> {

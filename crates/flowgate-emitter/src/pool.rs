@@ -90,7 +90,7 @@ pub(crate) async fn run_worker<T: Send + Sync + 'static>(context: Arc<WorkerCont
     while let Ok(Task::Run(job)) = context.queue.recv_async().await {
         let Job { event, snapshot } = job;
         let mut progress = Progress::start(&context, &event, &snapshot);
-        for entry in snapshot.matching(event.kind().as_str()) {
+        for entry in snapshot.matching(event.kind()) {
             deliver_with_retry(&context, entry, &event).await;
             progress.completed += 1;
         }
@@ -191,7 +191,7 @@ impl<T> Drop for Progress<'_, T> {
         }
         let pending = self
             .snapshot
-            .matching(self.event.kind().as_str())
+            .matching(self.event.kind())
             .skip(self.completed)
             .map(|entry| Arc::clone(&entry.name))
             .collect();

@@ -26,7 +26,9 @@ use std::task::{Context, Poll};
 
 use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 use flowgate_core::sync::{spin_yield, thread_local, Mutex};
-use flowgate_core::{invoke, BoxHandler, Event, HandlerResult, Invoke, Pattern};
+use flowgate_core::{
+    invoke, BoxHandler, Event, EventType, HandlerResult, Invoke, Pattern, PrehashedState,
+};
 
 use crate::gate::{Enter, Gate};
 
@@ -56,8 +58,9 @@ impl<T> Entry<T> {
 
 /// What one emit sees. Never changed after it is published.
 pub struct Snapshot<T> {
-    /// Exact-name subscriptions by name, each list in subscription order.
-    exact: HashMap<Box<str>, Vec<Arc<Entry<T>>>, ahash::RandomState>,
+    /// Exact-name subscriptions by name, each list in subscription order. Keyed by the
+    /// prehashed `EventType`, so a lookup hashes nothing.
+    exact: HashMap<EventType, Vec<Arc<Entry<T>>>, PrehashedState>,
     /// Wildcard subscriptions in subscription order.
     patterns: Vec<Arc<Entry<T>>>,
     len: usize,
@@ -76,9 +79,11 @@ impl<T> Snapshot<T> {
         let mut snapshot = Self::empty();
         for entry in entries {
             snapshot.len += 1;
-            match entry.pattern.as_exact() {
-                Some(name) => snapshot.exact.entry(name.into()).or_default().push(entry),
-                None => snapshot.patterns.push(entry),
+            // An exact pattern is a valid name; were it ever not, the pattern list still
+            // routes it correctly, only more slowly.
+            match entry.pattern.as_exact().map(EventType::new) {
+                Some(Ok(name)) => snapshot.exact.entry(name).or_default().push(entry),
+                _ => snapshot.patterns.push(entry),
             }
         }
         snapshot
@@ -104,11 +109,24 @@ impl<T> Snapshot<T> {
         self.len == 0
     }
 
+    /// Whether any subscription uses a wildcard pattern.
+    #[inline]
+    pub fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// The exact-name subscriptions for `kind`, in subscription order (all of the matches when
+    /// [`has_patterns`](Self::has_patterns) is false).
+    #[inline]
+    pub fn exact(&self, kind: &EventType) -> &[Arc<Entry<T>>] {
+        self.exact.get(kind).map_or(&[][..], Vec::as_slice)
+    }
+
     /// The entries whose pattern matches `kind`, in subscription order.
-    pub fn matching<'a>(&'a self, kind: &'a str) -> Matching<'a, T> {
-        let exact = self.exact.get(kind).map_or(&[][..], Vec::as_slice);
+    pub fn matching<'a>(&'a self, kind: &'a EventType) -> Matching<'a, T> {
+        let exact = self.exact(kind);
         Matching {
-            kind,
+            kind: kind.as_str(),
             exact,
             patterns: &self.patterns,
         }
@@ -171,6 +189,16 @@ impl<T> SnapshotCell<T> {
         }
     }
 
+    /// A short-lived reference to the current snapshot: no reference-count traffic on the
+    /// fast path.
+    #[inline]
+    fn peek(&self) -> SnapshotRef<T> {
+        #[cfg(not(loom))]
+        return self.inner.load();
+        #[cfg(loom)]
+        return Arc::clone(&self.inner.lock());
+    }
+
     #[inline]
     fn load(&self) -> Arc<Snapshot<T>> {
         #[cfg(not(loom))]
@@ -188,6 +216,13 @@ impl<T> SnapshotCell<T> {
         }
     }
 }
+
+/// What [`Registry::peek`] returns: derefs to `Arc<Snapshot<T>>`.
+#[cfg(not(loom))]
+pub type SnapshotRef<T> = arc_swap::Guard<Arc<Snapshot<T>>>;
+/// What [`Registry::peek`] returns: derefs to `Arc<Snapshot<T>>`.
+#[cfg(loom)]
+pub type SnapshotRef<T> = Arc<Snapshot<T>>;
 
 /// The registry; see the [module docs](self).
 pub struct Registry<T> {
@@ -213,10 +248,16 @@ impl<T> Registry<T> {
         }
     }
 
-    /// The current snapshot.
+    /// The current snapshot, owned (for work that outlives the caller, such as a queued job).
     #[inline]
     pub fn load(&self) -> Arc<Snapshot<T>> {
         self.current.load()
+    }
+
+    /// The current snapshot, borrowed for the duration of one emit.
+    #[inline]
+    pub fn peek(&self) -> SnapshotRef<T> {
+        self.current.peek()
     }
 
     /// Adds a subscription; it is visible to every emit that begins after this returns.

@@ -29,7 +29,7 @@ fn raising(flag: &Arc<AtomicBool>) -> BoxHandler<u32> {
 fn emit(registry: &Registry<u32>, event: &Event<u32>) -> usize {
     let snapshot = registry.load();
     let mut delivered = 0;
-    for entry in snapshot.matching(event.kind().as_str()) {
+    for entry in snapshot.matching(event.kind()) {
         if loom::future::block_on(Deliver::new(entry, event.clone())).is_some() {
             delivered += 1;
         }
