@@ -38,6 +38,12 @@ impl EventId {
     /// Ids made by one thread strictly increase; ids made by different threads are ordered by
     /// their millisecond. Generation costs a clock read and a thread-local counter step: no
     /// lock, no system call.
+    ///
+    /// ```
+    /// # use flowgate::EventId;
+    /// let first = EventId::new();
+    /// assert!(EventId::new() > first, "ids from one thread increase");
+    /// ```
     pub fn new() -> Self {
         Self(next_v7())
     }
@@ -143,6 +149,11 @@ pub struct Key(Arc<str>);
 
 impl Key {
     /// The key as a string slice.
+    ///
+    /// ```
+    /// # use flowgate::Key;
+    /// assert_eq!(Key::from("acct-1").as_str(), "acct-1");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -204,6 +215,14 @@ key_from_int!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 /// String metadata attached to an event (trace context, tenant, causation id, ...).
 ///
 /// An ordered map; empty metadata does not allocate.
+///
+/// ```
+/// # use flowgate::{Event, Metadata};
+/// let e = Event::new("a", ())?.with_metadata("tenant", "acme");
+/// let meta: &Metadata = e.metadata();
+/// assert_eq!(meta.len(), 1);
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
 pub type Metadata = BTreeMap<String, String>;
 
 /// The shared part of an event. Built once, then only read.
@@ -275,6 +294,14 @@ impl<T> Event<T> {
     ///
     /// [`CoreError::InvalidEventType`] when `kind` is not a valid type name (see
     /// [`EventType::new`]).
+    ///
+    /// ```
+    /// # use flowgate::{CoreError, Event};
+    /// let e = Event::new("order.placed", 42_u32)?;
+    /// assert_eq!(*e.payload(), 42);
+    /// assert!(matches!(Event::new("bad name", 1), Err(CoreError::InvalidEventType { .. })));
+    /// # Ok::<(), CoreError>(())
+    /// ```
     pub fn new(kind: impl AsRef<str>, payload: T) -> Result<Self, CoreError> {
         Ok(Self::with_type(EventType::new(kind)?, payload))
     }
@@ -395,42 +422,98 @@ impl<T> Event<T> {
     }
 
     /// The event id.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// let e = Event::new("a", ())?;
+    /// assert_eq!(e.clone().id(), e.id(), "clones share the id");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn id(&self) -> EventId {
         self.inner.id
     }
 
     /// The event type name.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// assert_eq!(Event::new("user.created", ())?.kind().as_str(), "user.created");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn kind(&self) -> &EventType {
         &self.inner.kind
     }
 
     /// When the event was created.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// use std::time::SystemTime;
+    /// let before = SystemTime::now();
+    /// assert!(Event::new("a", ())?.timestamp() >= before);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn timestamp(&self) -> SystemTime {
         self.inner.timestamp
     }
 
     /// The payload.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// assert_eq!(Event::new("a", "hello")?.payload().len(), 5);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn payload(&self) -> &T {
         &self.inner.payload
     }
 
     /// The payload's shared allocation (fan-out never copies it).
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// use std::sync::Arc;
+    /// let e = Event::new("a", vec![1, 2, 3])?;
+    /// let copy = e.clone();
+    /// assert!(Arc::ptr_eq(e.shared_payload(), copy.shared_payload()));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn shared_payload(&self) -> &Arc<T> {
         &self.inner.payload
     }
 
     /// The metadata.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// assert!(Event::new("a", ())?.metadata().is_empty());
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
     }
 
     /// The ordering key, if any.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// assert!(Event::new("a", ())?.key().is_none());
+    /// assert_eq!(Event::new("a", ())?.with_key(9_u64).key().unwrap().as_str(), "9");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn key(&self) -> Option<&Key> {
         self.inner.key.as_ref()
     }
 
     /// The idempotency key: the one set with [`with_idempotency_key`](Self::with_idempotency_key),
     /// or else the event id.
+    ///
+    /// ```
+    /// # use flowgate::{Event, Key};
+    /// let e = Event::new("a", ())?;
+    /// assert_eq!(e.idempotency_key(), Key::from(e.id()));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn idempotency_key(&self) -> Key {
         self.inner
             .idempotency_key

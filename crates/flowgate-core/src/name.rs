@@ -25,6 +25,12 @@ use crate::CoreError;
 use std::sync::Arc;
 
 /// The longest event type name or pattern accepted, in bytes.
+///
+/// ```
+/// # use flowgate::{EventType, MAX_NAME_LEN};
+/// assert!(EventType::new("a".repeat(MAX_NAME_LEN)).is_ok());
+/// assert!(EventType::new("a".repeat(MAX_NAME_LEN + 1)).is_err());
+/// ```
 pub const MAX_NAME_LEN: usize = 255;
 
 fn is_segment_byte(b: u8) -> bool {
@@ -121,6 +127,17 @@ impl Ord for EventType {
 pub type PrehashedState = std::hash::BuildHasherDefault<PrehashedHasher>;
 
 /// The hasher behind [`PrehashedState`].
+///
+/// ```
+/// use std::hash::{BuildHasher, Hash, Hasher};
+/// # use flowgate::{EventType, PrehashedState};
+/// let kind = EventType::new("a.b")?;
+/// let state = PrehashedState::default();
+/// let mut hasher = state.build_hasher();
+/// kind.hash(&mut hasher);
+/// assert_eq!(hasher.finish(), state.hash_one(&EventType::new("a.b")?));
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PrehashedHasher(u64);
 
@@ -148,6 +165,12 @@ impl EventType {
     ///
     /// [`CoreError::InvalidEventType`] when the name is empty, too long, or has a segment that
     /// is empty or holds a character other than ASCII letters, digits, `_` and `-`.
+    ///
+    /// ```
+    /// # use flowgate::{CoreError, EventType};
+    /// assert!(EventType::new("billing.invoice.paid").is_ok());
+    /// assert!(matches!(EventType::new(""), Err(CoreError::InvalidEventType { .. })));
+    /// ```
     pub fn new(name: impl AsRef<str>) -> Result<Self, CoreError> {
         let name = name.as_ref();
         let invalid = |reason: &'static str| CoreError::InvalidEventType {
@@ -247,6 +270,13 @@ impl Pattern {
     /// [`CoreError::InvalidPattern`] when the pattern is empty or too long, a segment is empty
     /// or holds a character other than ASCII letters, digits, `_`, `-`, or a wildcard segment
     /// (`*`, `>`) mixes with other characters, or `>` is not the last segment.
+    ///
+    /// ```
+    /// # use flowgate::{CoreError, Pattern};
+    /// assert!(Pattern::new("order.*")?.matches("order.paid"));
+    /// assert!(matches!(Pattern::new("order*"), Err(CoreError::InvalidPattern { .. })));
+    /// # Ok::<(), CoreError>(())
+    /// ```
     pub fn new(pattern: impl AsRef<str>) -> Result<Self, CoreError> {
         let source = pattern.as_ref();
         let invalid = |reason: &'static str| CoreError::InvalidPattern {

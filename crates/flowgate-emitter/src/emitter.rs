@@ -24,6 +24,28 @@ use crate::subscription::Unsubscribe;
 use crate::{EmitError, EmitterError, EmitterStats, Subscription, SubscriptionId};
 
 /// What `emit_async` does when the queue is full.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::emitter::{Backpressure, EmitError, Emitter};
+/// use flowgate::Event;
+/// let emitter = Emitter::<u32>::builder()
+///     .workers(1)
+///     .queue_capacity(1)
+///     .backpressure(Backpressure::Reject)
+///     .build()?;
+/// emitter.on("slow", |_: Event<u32>| async { std::future::pending::<()>().await; Ok(()) })?.detach();
+/// emitter.emit_async(Event::new("slow", 1)?).await?; // taken by the worker
+/// tokio::task::yield_now().await;
+/// emitter.emit_async(Event::new("slow", 2)?).await?; // fills the queue
+/// let refused = emitter.emit_async(Event::new("slow", 3)?).await;
+/// assert!(matches!(refused, Err(EmitError::QueueFull(_))));
+/// # let _ = emitter.shutdown(Duration::ZERO).await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backpressure {
@@ -98,6 +120,15 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
     }
 
     /// Worker tasks serving `emit_async` (at least 1).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::Emitter;
+    /// assert_eq!(Emitter::<()>::builder().workers(2).build()?.stats().workers, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
@@ -105,6 +136,16 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
     }
 
     /// The most events `emit_async` may have waiting (at least 1).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::Emitter;
+    /// let emitter = Emitter::<()>::builder().queue_capacity(16).build()?;
+    /// assert_eq!(emitter.stats().queue_capacity, 16);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
@@ -112,6 +153,19 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
     }
 
     /// What `emit_async` does when the queue is full.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::emitter::{Backpressure, Emitter};
+    /// let emitter = Emitter::<()>::builder()
+    ///     .backpressure(Backpressure::Block { max_wait: Duration::from_millis(100) })
+    ///     .build()?;
+    /// # drop(emitter);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn backpressure(mut self, policy: Backpressure) -> Self {
         self.backpressure = policy;
@@ -119,6 +173,32 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
     }
 
     /// How the worker pool retries failed handlers (inline `emit` never retries).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use flowgate::{Emitter, Event, HandlerError, RetryPolicy};
+    /// let emitter = Emitter::<()>::builder()
+    ///     .retry(RetryPolicy::exponential(3, Duration::from_millis(10)))
+    ///     .build()?;
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let seen = Arc::clone(&calls);
+    /// emitter
+    ///     .on("flaky", move |_: Event<()>| {
+    ///         let n = seen.fetch_add(1, Ordering::SeqCst);
+    ///         async move { if n < 2 { Err(HandlerError::retryable("try again")) } else { Ok(()) } }
+    ///     })?
+    ///     .detach();
+    /// emitter.emit_async(Event::new("flaky", ())?).await?;
+    /// let report = emitter.shutdown(Duration::from_secs(5)).await;
+    /// assert_eq!((report.stats.retried, report.stats.handled), (2, 1));
+    /// assert_eq!(calls.load(Ordering::SeqCst), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
@@ -126,6 +206,26 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
     }
 
     /// Where the worker pool sends events a handler gave up on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{DeadLetterQueue, Emitter, Event, HandlerError};
+    /// let dead = DeadLetterQueue::new(10);
+    /// let emitter = Emitter::<u32>::builder().dead_letters(dead.clone()).build()?;
+    /// emitter
+    ///     .subscribe("pay", |_: Event<u32>| async { Err(HandlerError::permanent("card declined")) })
+    ///     .name("payments")
+    ///     .start()?
+    ///     .detach();
+    /// emitter.emit_async(Event::new("pay", 5)?).await?;
+    /// let _ = emitter.shutdown(Duration::from_secs(1)).await;
+    /// let letter = dead.drain().pop().unwrap();
+    /// assert_eq!((&*letter.subscriber, letter.attempts), ("payments", 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
         self.dead_letters = Arc::new(sink);
@@ -139,6 +239,19 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
     /// [`EmitterError::InvalidConfig`] for zero workers or a zero queue capacity,
     /// [`EmitterError::Core`] for an invalid retry policy, [`EmitterError::NoRuntime`] outside
     /// a tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::emitter::{Emitter, EmitterError};
+    /// assert!(matches!(
+    ///     Emitter::<()>::builder().workers(0).build(),
+    ///     Err(EmitterError::InvalidConfig { setting: "workers", .. })
+    /// ));
+    /// assert!(Emitter::<()>::builder().build().is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(self) -> Result<Emitter<T>, EmitterError> {
         if self.workers == 0 {
             return Err(EmitterError::InvalidConfig {
@@ -309,6 +422,18 @@ impl<T> Drop for Submitting<'_, T> {
 }
 
 /// A successful inline emit.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Emitter, Event};
+/// let emitter = Emitter::<()>::builder().build()?;
+/// let _a = emitter.on("a.*", |_: Event<()>| async { Ok(()) })?;
+/// let _b = emitter.on("a.b", |_: Event<()>| async { Ok(()) })?;
+/// assert_eq!(emitter.emit(Event::new("a.b", ())?).await?.handlers, 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Emitted {
@@ -317,6 +442,21 @@ pub struct Emitted {
 }
 
 /// What [`Emitter::shutdown`] reports.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Emitter, Event};
+/// let emitter = Emitter::<u32>::builder().build()?;
+/// let _sub = emitter.on("job", |_: Event<u32>| async { Ok(()) })?;
+/// emitter.emit_async(Event::new("job", 1)?).await?;
+/// let report = emitter.shutdown(Duration::from_secs(1)).await;
+/// assert!(report.is_complete() && !report.deadline_expired);
+/// assert_eq!(report.stats.handled, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub struct ShutdownReport<T> {
     /// Accepted events no worker had started when the deadline passed, in queue order.
@@ -331,6 +471,17 @@ pub struct ShutdownReport<T> {
 
 impl<T> ShutdownReport<T> {
     /// Whether every accepted event was run to the end.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::Emitter;
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// assert!(emitter.shutdown(Duration::from_secs(1)).await.is_complete());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_complete(&self) -> bool {
         self.not_run.is_empty() && self.interrupted.is_empty()
     }
@@ -349,6 +500,16 @@ impl<T> fmt::Debug for ShutdownReport<T> {
 
 impl<T: Send + Sync + 'static> Emitter<T> {
     /// Starts configuring an emitter.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::Emitter;
+    /// let emitter = Emitter::<String>::builder().workers(1).build()?;
+    /// assert_eq!(emitter.stats().workers, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> EmitterBuilder<T> {
         EmitterBuilder::new()
     }
@@ -360,6 +521,22 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     ///
     /// [`EmitterError::Core`] for an invalid pattern, [`EmitterError::ShutDown`] after
     /// shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Emitter, Event};
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let sub = emitter.on("order.*", |event: Event<u32>| async move {
+    ///     assert!(*event.payload() > 0);
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(emitter.emit(Event::new("order.placed", 3)?).await?.handlers, 1);
+    /// sub.unsubscribe();
+    /// assert_eq!(emitter.emit(Event::new("order.placed", 3)?).await?.handlers, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on(
         &self,
         pattern: &str,
@@ -417,6 +594,24 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     ///
     /// [`EmitError::HandlersFailed`] when any handler failed; [`EmitError::ShutDown`] after
     /// shutdown began.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::emitter::{EmitError, Emitter};
+    /// use flowgate::{Event, HandlerError};
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let _ok = emitter.on("x", |_: Event<u32>| async { Ok(()) })?;
+    /// let _bad = emitter.on("x", |_: Event<u32>| async { Err(HandlerError::permanent("nope")) })?;
+    /// match emitter.emit(Event::new("x", 1)?).await {
+    ///     Err(EmitError::HandlersFailed(report)) => {
+    ///         assert_eq!((report.succeeded, report.failures.len()), (1, 1));
+    ///     }
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn emit(&self, event: Event<T>) -> Result<Emitted, EmitError<T>> {
         let shared = &*self.shared;
         if shared.submit_gate.is_closed() {
@@ -460,6 +655,20 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     ///
     /// [`EmitError::QueueFull`] (policy `Reject`), [`EmitError::Timeout`] (policy `Block`, wait
     /// expired), [`EmitError::ShutDown`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Emitter, Event};
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let _sub = emitter.on("job", |_: Event<u32>| async { Ok(()) })?;
+    /// emitter.emit_async(Event::new("job", 1)?).await?; // queued; a worker runs it
+    /// let report = emitter.shutdown(Duration::from_secs(1)).await;
+    /// assert_eq!(report.stats.handled, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn emit_async(&self, event: Event<T>) -> Result<(), EmitError<T>> {
         let shared = &*self.shared;
         let counters = &*shared.counters;
@@ -514,6 +723,25 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     /// the report (`not_run` or `interrupted`). An `emit_async` that began before shutdown and
     /// is still waiting for room when the deadline passes gets in and is listed in `not_run`.
     /// Calling `shutdown` again returns an empty report.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::emitter::{EmitError, Emitter};
+    /// use flowgate::Event;
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let _sub = emitter.on("job", |_: Event<u32>| async { Ok(()) })?;
+    /// for n in 0..10 {
+    ///     emitter.emit_async(Event::new("job", n)?).await?;
+    /// }
+    /// let report = emitter.shutdown(Duration::from_secs(5)).await;
+    /// assert!(report.is_complete());
+    /// assert_eq!(report.stats.handled, 10);
+    /// assert!(matches!(emitter.emit_async(Event::new("job", 11)?).await, Err(EmitError::ShutDown(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport<T> {
         let shared = &*self.shared;
         let end = Instant::now() + deadline;
@@ -576,6 +804,19 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::Emitter;
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// assert!(!emitter.is_shut_down());
+    /// let _ = emitter.shutdown(Duration::ZERO).await;
+    /// assert!(emitter.is_shut_down());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.shared.submit_gate.is_closed()
     }
@@ -656,6 +897,18 @@ impl<T: Send + Sync + 'static> Unsubscribe for Registry<T> {
 }
 
 /// Options for one subscription; finish with [`start`](Self::start).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Emitter, Event};
+/// let emitter = Emitter::<u32>::builder().build()?;
+/// let builder = emitter.subscribe("a", |_: Event<u32>| async { Ok(()) }).name("audit");
+/// let sub = builder.start()?;
+/// # drop(sub);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a subscription starts only when .start() is called"]
 pub struct SubscribeBuilder<'a, T, H, L> {
     emitter: &'a Emitter<T>,
@@ -678,6 +931,24 @@ impl<T, H, L> fmt::Debug for SubscribeBuilder<'_, T, H, L> {
 
 impl<'a, T: Send + Sync + 'static, H: Handler<T>, L> SubscribeBuilder<'a, T, H, L> {
     /// Names the subscriber in dead letters, reports and logs (default `subscription-<id>`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::emitter::{EmitError, Emitter};
+    /// use flowgate::{Event, HandlerError};
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let _sub = emitter
+    ///     .subscribe("a", |_: Event<()>| async { Err(HandlerError::permanent("x")) })
+    ///     .name("billing")
+    ///     .start()?;
+    /// let Err(EmitError::HandlersFailed(report)) = emitter.emit(Event::new("a", ())?).await else {
+    ///     panic!("the handler fails");
+    /// };
+    /// assert_eq!(&*report.failures[0].subscriber, "billing");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = Some(name.into());
         self
@@ -685,12 +956,48 @@ impl<'a, T: Send + Sync + 'static, H: Handler<T>, L> SubscribeBuilder<'a, T, H, 
 
     /// At most `max` invocations of this handler run at once (at least 1), across inline
     /// emits and the worker pool.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::emitter::{Emitter, EmitterError};
+    /// use flowgate::Event;
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let _capped = emitter.subscribe("a", |_: Event<()>| async { Ok(()) }).concurrency(4).start()?;
+    /// let zero = emitter.subscribe("a", |_: Event<()>| async { Ok(()) }).concurrency(0).start();
+    /// assert!(matches!(zero, Err(EmitterError::InvalidConfig { setting: "concurrency", .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn concurrency(mut self, max: usize) -> Self {
         self.concurrency = Some(max);
         self
     }
 
     /// Wraps the handler in `layer`; the first layer added is the outermost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::emitter::{EmitError, Emitter};
+    /// use flowgate::middleware::TimeoutLayer;
+    /// use flowgate::{Event, HandlerError};
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let _slow = emitter
+    ///     .subscribe("a", |_: Event<()>| async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok(())
+    ///     })
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(1)))
+    ///     .start()?;
+    /// let Err(EmitError::HandlersFailed(report)) = emitter.emit(Event::new("a", ())?).await else {
+    ///     panic!("the handler times out");
+    /// };
+    /// assert!(matches!(report.failures[0].error, HandlerError::TimedOut(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn layer<N>(self, layer: N) -> SubscribeBuilder<'a, T, H, Stack<N, L>> {
         SubscribeBuilder {
             emitter: self.emitter,
@@ -708,6 +1015,21 @@ impl<'a, T: Send + Sync + 'static, H: Handler<T>, L> SubscribeBuilder<'a, T, H, 
     ///
     /// [`EmitterError::Core`] for an invalid pattern, [`EmitterError::InvalidConfig`] for a
     /// zero concurrency cap, [`EmitterError::ShutDown`] after shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::emitter::{Emitter, EmitterError};
+    /// use flowgate::Event;
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let bad = emitter.subscribe("a..b", |_: Event<()>| async { Ok(()) }).start();
+    /// assert!(matches!(bad, Err(EmitterError::Core(_))));
+    /// let good = emitter.subscribe("a.b", |_: Event<()>| async { Ok(()) }).start()?;
+    /// assert_eq!(emitter.stats().subscriptions, 1);
+    /// # drop(good);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn start(self) -> Result<Subscription, EmitterError>
     where
         L: Layer<H>,

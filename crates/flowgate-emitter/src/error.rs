@@ -9,6 +9,12 @@ use crate::SubscriptionId;
 
 /// Building an emitter or subscribing to one failed. Final for that input: fix it and call
 /// again.
+///
+/// ```
+/// use flowgate::emitter::{Emitter, EmitterError};
+/// let outside_a_runtime = Emitter::<()>::builder().build();
+/// assert!(matches!(outside_a_runtime, Err(EmitterError::NoRuntime)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmitterError {
@@ -32,6 +38,23 @@ pub enum EmitterError {
 }
 
 /// One handler's failure during an inline [`emit`](crate::Emitter::emit).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::emitter::{EmitError, Emitter};
+/// use flowgate::{Event, HandlerError};
+/// let emitter = Emitter::<()>::builder().build()?;
+/// let sub = emitter.on("a", |_: Event<()>| async { Err(HandlerError::retryable("down")) })?;
+/// let Err(EmitError::HandlersFailed(report)) = emitter.emit(Event::new("a", ())?).await else {
+///     panic!("the handler fails");
+/// };
+/// let failure = &report.failures[0];
+/// assert_eq!(failure.subscription, sub.id());
+/// assert!(failure.error.is_retryable());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct HandlerFailure {
@@ -45,6 +68,23 @@ pub struct HandlerFailure {
 
 /// The outcome of an inline emit in which at least one handler failed. Every other matching
 /// handler still ran.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::emitter::{EmitError, Emitter};
+/// use flowgate::Event;
+/// let emitter = Emitter::<()>::builder().build()?;
+/// let _ok = emitter.on("a", |_: Event<()>| async { Ok(()) })?;
+/// let _panics = emitter.on("a", |_: Event<()>| async { panic!("bug") })?;
+/// let Err(EmitError::HandlersFailed(report)) = emitter.emit(Event::new("a", ())?).await else {
+///     panic!("one handler fails");
+/// };
+/// assert_eq!(report.succeeded, 1);
+/// assert!(report.failures[0].error.is_panic());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct HandlerFailures {
@@ -57,6 +97,21 @@ pub struct HandlerFailures {
 /// An emit that failed. Every variant that refused the event hands it back
 /// ([`into_event`](Self::into_event)), so the caller can retry or store it; `Debug` does not
 /// need `T: Debug`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::emitter::{EmitError, Emitter};
+/// use flowgate::Event;
+/// let emitter = Emitter::<u32>::builder().build()?;
+/// let _ = emitter.shutdown(Duration::ZERO).await;
+/// let err = emitter.emit_async(Event::new("a", 5)?).await.unwrap_err();
+/// assert!(matches!(err, EmitError::ShutDown(_)));
+/// assert_eq!(*err.into_event().unwrap().payload(), 5);
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub enum EmitError<T> {
     /// The queue is full and the policy is `Reject`. Not accepted: retry later, or shed load.
@@ -71,6 +126,20 @@ pub enum EmitError<T> {
 
 impl<T> EmitError<T> {
     /// The refused event, for every variant but `HandlersFailed` (whose event was delivered).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::Emitter;
+    /// use flowgate::Event;
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let _ = emitter.shutdown(Duration::ZERO).await;
+    /// let refused = emitter.emit(Event::new("a", 9)?).await.unwrap_err();
+    /// assert_eq!(refused.into_event().map(|e| *e.payload()), Some(9));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_event(self) -> Option<Event<T>> {
         match self {
             Self::QueueFull(e) | Self::Timeout(e) | Self::ShutDown(e) => Some(e),
@@ -79,6 +148,20 @@ impl<T> EmitError<T> {
     }
 
     /// Whether emitting the same event again later may succeed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::Emitter;
+    /// use flowgate::Event;
+    /// let emitter = Emitter::<u32>::builder().build()?;
+    /// let _ = emitter.shutdown(Duration::ZERO).await;
+    /// let err = emitter.emit_async(Event::new("a", 1)?).await.unwrap_err();
+    /// assert!(!err.is_retryable(), "a shut-down emitter stays shut down");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::QueueFull(_) | Self::Timeout(_))
     }

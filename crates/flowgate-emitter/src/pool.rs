@@ -57,6 +57,24 @@ pub(crate) struct Job<T> {
 }
 
 /// An event a worker had started when it was stopped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Emitter, Event};
+/// let emitter = Emitter::<u32>::builder().workers(1).build()?;
+/// emitter
+///     .on("stuck", |_: Event<u32>| async { std::future::pending::<()>().await; Ok(()) })?
+///     .detach();
+/// emitter.emit_async(Event::new("stuck", 1)?).await?;
+/// let report = emitter.shutdown(Duration::from_millis(50)).await;
+/// let interrupted = &report.interrupted[0];
+/// assert_eq!(*interrupted.event.payload(), 1);
+/// assert_eq!(interrupted.pending.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub struct Interrupted<T> {
     /// The event.

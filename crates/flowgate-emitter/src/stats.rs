@@ -41,6 +41,20 @@ impl Counters {
 /// Counters only grow. After [`shutdown`](crate::Emitter::shutdown) with nothing left over,
 /// every accepted event was run: for each handler that matched it, `handled + dead_lettered`
 /// account for it (plus `failed` for inline emits, which do not retry).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Emitter, Event};
+/// let emitter = Emitter::<u32>::builder().build()?;
+/// emitter.on("tick", |_: Event<u32>| async { Ok(()) })?.detach();
+/// emitter.emit(Event::new("tick", 1)?).await?;
+/// let stats = emitter.stats();
+/// assert_eq!((stats.emitted, stats.handled, stats.failed), (1, 1, 0));
+/// assert_eq!(stats.subscriptions, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EmitterStats {

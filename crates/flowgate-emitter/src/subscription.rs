@@ -4,6 +4,17 @@ use std::fmt;
 use std::sync::Weak;
 
 /// Identifies one subscription; unique within its emitter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Emitter, Event};
+/// let emitter = Emitter::<()>::builder().build()?;
+/// let sub = emitter.on("a", |_: Event<()>| async { Ok(()) })?;
+/// assert!(sub.id().to_string().starts_with("subscription-"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionId(pub(crate) u64);
 
@@ -55,16 +66,51 @@ impl Subscription {
     }
 
     /// This subscription's id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Emitter, Event};
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let a = emitter.on("a", |_: Event<()>| async { Ok(()) })?;
+    /// let b = emitter.on("a", |_: Event<()>| async { Ok(()) })?;
+    /// assert!(a.id() < b.id());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn id(&self) -> SubscriptionId {
         self.id
     }
 
     /// Removes the handler. Returns `false` if the emitter is already gone.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Emitter, Event};
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let sub = emitter.on("a", |_: Event<()>| async { Ok(()) })?;
+    /// assert!(sub.unsubscribe());
+    /// assert_eq!(emitter.stats().subscriptions, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn unsubscribe(mut self) -> bool {
         self.remove()
     }
 
     /// Keeps the handler subscribed for as long as the emitter lives.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Emitter, Event};
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// emitter.on("a", |_: Event<()>| async { Ok(()) })?.detach();
+    /// assert_eq!(emitter.emit(Event::new("a", ())?).await?.handlers, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn detach(mut self) {
         self.registry = None;
     }
