@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::error::{HandlerFailure, HandlerFailures};
 use crate::gate::{Enter, Gate};
-use crate::pool::{run_worker, Interrupted, Job, Task, WorkerContext};
+use crate::pool::{run_worker, Interrupted, Task, WorkerContext};
 use crate::registry::{Deliver, Entry, Registry};
 use crate::stats::Counters;
 use crate::subscription::Unsubscribe;
@@ -269,9 +269,11 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EmitterError::NoRuntime)?;
 
         let (sender, queue) = flume::bounded(self.queue_capacity);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(self.workers));
         let interrupted = Arc::new(Mutex::new(Vec::new()));
+        let registry = Arc::new(Registry::new());
         let context = Arc::new(WorkerContext {
+            registry: Arc::clone(&registry),
             queue: queue.clone(),
             counters: Arc::clone(&counters),
             retry: self.retry,
@@ -279,11 +281,11 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
             interrupted: Arc::clone(&interrupted),
         });
         let workers = (0..self.workers)
-            .map(|_| runtime.spawn(run_worker(Arc::clone(&context))))
+            .map(|index| runtime.spawn(run_worker(Arc::clone(&context), index)))
             .collect();
         Ok(Emitter {
             shared: Arc::new(Shared {
-                registry: Arc::new(Registry::new()),
+                registry,
                 counters,
                 sender,
                 queue,
@@ -683,29 +685,27 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             }
         }
         let _submitting = Submitting { shared };
-        let task = Task::Run(Job {
-            event,
-            snapshot: shared.registry.load(),
-        });
-        let refused = match shared.sender.try_send(task) {
+        let refused = match shared.sender.try_send(Task::Run(event)) {
             Ok(()) => {
                 Counters::add(&counters.emitted, 1);
                 return Ok(());
             }
-            Err(TrySendError::Disconnected(task)) => EmitError::ShutDown(task.into_event()),
+            Err(TrySendError::Disconnected(task)) => refused(task, EmitError::ShutDown),
             Err(TrySendError::Full(task)) => match shared.backpressure {
-                Backpressure::Reject => EmitError::QueueFull(task.into_event()),
+                Backpressure::Reject => refused(task, EmitError::QueueFull),
                 Backpressure::Block { max_wait } => {
-                    let event = task.event().clone();
-                    match tokio::time::timeout(max_wait, shared.sender.send_async(task)).await {
+                    let Task::Run(event) = task else {
+                        unreachable!("emit_async only sends Task::Run")
+                    };
+                    let kept = event.clone();
+                    let send = shared.sender.send_async(Task::Run(event));
+                    match tokio::time::timeout(max_wait, send).await {
                         Ok(Ok(())) => {
                             Counters::add(&counters.emitted, 1);
                             return Ok(());
                         }
-                        Ok(Err(disconnected)) => {
-                            EmitError::ShutDown(disconnected.into_inner().into_event())
-                        }
-                        Err(_elapsed) => EmitError::Timeout(event),
+                        Ok(Err(_disconnected)) => EmitError::ShutDown(kept),
+                        Err(_elapsed) => EmitError::Timeout(kept),
                     }
                 }
             },
@@ -784,11 +784,7 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         // the queue was full) gets in as this frees room: keep collecting until none is left.
         let mut not_run = Vec::new();
         loop {
-            for task in shared.queue.drain() {
-                if let Task::Run(job) = task {
-                    not_run.push(job.event);
-                }
-            }
+            not_run.extend(shared.queue.drain().filter_map(Task::into_event));
             if shared.submit_gate.inside() == 0 && shared.queue.is_empty() {
                 break;
             }
@@ -839,18 +835,30 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         let c = &*shared.counters;
         EmitterStats {
             emitted: Counters::get(&c.emitted),
-            handled: Counters::get(&c.handled),
-            failed: Counters::get(&c.failed),
-            panicked: Counters::get(&c.panicked),
-            retried: Counters::get(&c.retried),
-            dead_lettered: Counters::get(&c.dead_lettered),
+            handled: Counters::get(&c.handled) + c.sum(|w| w.handled.load(Ordering::Relaxed)),
+            failed: Counters::get(&c.failed) + c.sum(|w| w.failed.load(Ordering::Relaxed)),
+            panicked: Counters::get(&c.panicked) + c.sum(|w| w.panicked.load(Ordering::Relaxed)),
+            retried: c.sum(|w| w.retried.load(Ordering::Relaxed)),
+            dead_lettered: c.sum(|w| w.dead_lettered.load(Ordering::Relaxed)),
             rejected: Counters::get(&c.rejected),
             queued: shared.queue.len(),
-            in_flight: c.in_flight.0.load(Ordering::Relaxed),
+            in_flight: c
+                .workers
+                .iter()
+                .map(|w| w.busy.load(Ordering::Relaxed))
+                .sum(),
             queue_capacity: shared.queue_capacity,
             workers: shared.worker_count,
             subscriptions: shared.registry.load().len(),
         }
+    }
+}
+
+/// Builds the refusal for a task `emit_async` sent (always a `Run`).
+fn refused<T>(task: Task<T>, error: fn(Event<T>) -> EmitError<T>) -> EmitError<T> {
+    match task.into_event() {
+        Some(event) => error(event),
+        None => unreachable!("emit_async only sends Task::Run"),
     }
 }
 

@@ -1,7 +1,11 @@
 //! The worker pool behind `emit_async`: N tasks pulling jobs from one bounded queue.
 //!
-//! A job is an event plus the registry snapshot taken when it was emitted, so the handlers it
-//! runs are exactly those subscribed when `emit_async` began (minus any unsubscribed since).
+//! A worker takes an event and runs it through the handlers of the registry snapshot current at
+//! that moment: that snapshot holds every handler subscribed when `emit_async` began and not
+//! unsubscribed since (and possibly handlers subscribed later). Not carrying a snapshot in the
+//! queue keeps its reference count off the hand-off path, where producer and worker would
+//! bounce it between cores on every event.
+//!
 //! A worker runs a job's handlers one after another; a failing handler is retried with backoff
 //! (holding its worker, so retries count against the pool's concurrency) and, once the policy
 //! gives up or on a permanent error, handed to the dead-letter sink.
@@ -17,43 +21,25 @@ use flowgate_core::sync::Mutex;
 use flowgate_core::{DeadLetter, DeadLetterSink, Event, HandlerError, RetryPolicy};
 use flume::Receiver;
 
-use crate::registry::{Deliver, Entry, Snapshot};
-use crate::stats::Counters;
+use crate::registry::{Deliver, Entry, Registry, Snapshot};
+use crate::stats::{Counters, WorkerCounters};
 
 /// What the queue carries.
 pub(crate) enum Task<T> {
     /// Run an event.
-    Run(Job<T>),
+    Run(Event<T>),
     /// Stop the worker that takes this (shutdown sends one per worker, after the queued jobs).
     Stop,
 }
 
 impl<T> Task<T> {
-    /// The event of a `Run`; only called on tasks `emit_async` built.
-    pub(crate) fn event(&self) -> &Event<T> {
+    /// The event of a `Run`; `emit_async` only ever sends `Run`.
+    pub(crate) fn into_event(self) -> Option<Event<T>> {
         match self {
-            Self::Run(job) => &job.event,
-            Self::Stop => unreachable_stop(),
+            Self::Run(event) => Some(event),
+            Self::Stop => None,
         }
     }
-
-    pub(crate) fn into_event(self) -> Event<T> {
-        match self {
-            Self::Run(job) => job.event,
-            Self::Stop => unreachable_stop(),
-        }
-    }
-}
-
-#[cold]
-fn unreachable_stop() -> ! {
-    unreachable!("emit_async only ever sends Task::Run")
-}
-
-/// One queued event and the handlers it is for.
-pub(crate) struct Job<T> {
-    pub(crate) event: Event<T>,
-    pub(crate) snapshot: Arc<Snapshot<T>>,
 }
 
 /// An event a worker had started when it was stopped.
@@ -94,6 +80,7 @@ impl<T> fmt::Debug for Interrupted<T> {
 
 /// What every worker shares.
 pub(crate) struct WorkerContext<T> {
+    pub(crate) registry: Arc<Registry<T>>,
     pub(crate) queue: Receiver<Task<T>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) retry: RetryPolicy,
@@ -103,26 +90,65 @@ pub(crate) struct WorkerContext<T> {
 }
 
 /// The worker loop: runs until it takes a `Stop` (or the queue is gone, or the task is
-/// aborted).
-pub(crate) async fn run_worker<T: Send + Sync + 'static>(context: Arc<WorkerContext<T>>) {
-    while let Ok(Task::Run(job)) = context.queue.recv_async().await {
-        let Job { event, snapshot } = job;
-        let mut progress = Progress::start(&context, &event, &snapshot);
+/// aborted). `index` picks this worker's own counters.
+pub(crate) async fn run_worker<T: Send + Sync + 'static>(
+    context: Arc<WorkerContext<T>>,
+    index: usize,
+) {
+    let Some(counters) = context.counters.workers.get(index) else {
+        return;
+    };
+    let mut snapshot = SnapshotCache::default();
+    while let Ok(Task::Run(event)) = context.queue.recv_async().await {
+        let snapshot = snapshot.current(&context.registry);
+        let mut progress = Progress::start(&context, counters, &event, snapshot);
         for entry in snapshot.matching(event.kind()) {
-            deliver_with_retry(&context, entry, &event).await;
+            deliver_with_retry(&context, counters, entry, &event).await;
             progress.completed += 1;
         }
         progress.finish();
     }
 }
 
+/// A worker's copy of the registry snapshot, refreshed only when the registry changed, so
+/// that the steady state touches no shared reference count.
+struct SnapshotCache<T> {
+    version: u64,
+    snapshot: Option<Arc<Snapshot<T>>>,
+}
+
+impl<T> Default for SnapshotCache<T> {
+    fn default() -> Self {
+        Self {
+            version: 0,
+            snapshot: None,
+        }
+    }
+}
+
+impl<T> SnapshotCache<T> {
+    fn current(&mut self, registry: &Registry<T>) -> &Snapshot<T> {
+        // The version is read before the snapshot: a change between the two loads leaves a
+        // newer snapshot under an older version, which only costs a reload next time.
+        let version = registry.version();
+        if self.snapshot.is_none() || version != self.version {
+            self.version = version;
+            self.snapshot = Some(registry.load());
+        }
+        match &self.snapshot {
+            Some(snapshot) => snapshot,
+            None => unreachable!("set just above"),
+        }
+    }
+}
+
 /// Runs one subscriber's handler for one event until it succeeds or is dead-lettered.
 async fn deliver_with_retry<T: Send + Sync + 'static>(
     context: &WorkerContext<T>,
+    counters: &WorkerCounters,
     entry: &Entry<T>,
     event: &Event<T>,
 ) {
-    let counters = &*context.counters;
     let mut attempts = 0_u32;
     loop {
         attempts += 1;
@@ -130,20 +156,21 @@ async fn deliver_with_retry<T: Send + Sync + 'static>(
             // Unsubscribed before this attempt could start: nothing to do.
             None => return,
             Some(Ok(())) => {
-                Counters::add(&counters.handled, 1);
+                WorkerCounters::bump(&counters.handled);
                 return;
             }
             Some(Err(error)) => error,
         };
-        Counters::add(&counters.failed, 1);
+        WorkerCounters::bump(&counters.failed);
         if error.is_panic() {
-            Counters::add(&counters.panicked, 1);
+            WorkerCounters::bump(&counters.panicked);
         }
         if context.retry.should_retry(attempts, &error) {
-            Counters::add(&counters.retried, 1);
+            WorkerCounters::bump(&counters.retried);
             tokio::time::sleep(context.retry.backoff(attempts)).await;
             continue;
         }
+        WorkerCounters::bump(&counters.dead_lettered);
         dead_letter(context, entry, event, error, attempts);
         return;
     }
@@ -156,7 +183,6 @@ fn dead_letter<T: 'static>(
     error: HandlerError,
     attempts: u32,
 ) {
-    Counters::add(&context.counters.dead_lettered, 1);
     context.dead_letters.dead_letter(DeadLetter::new(
         event.clone(),
         error,
@@ -169,6 +195,7 @@ fn dead_letter<T: 'static>(
 /// worker was cancelled), records the job as interrupted.
 struct Progress<'a, T> {
     context: &'a WorkerContext<T>,
+    counters: &'a WorkerCounters,
     event: &'a Event<T>,
     snapshot: &'a Snapshot<T>,
     /// Matching subscribers done with the event (succeeded, dead-lettered or unsubscribed).
@@ -179,12 +206,14 @@ struct Progress<'a, T> {
 impl<'a, T> Progress<'a, T> {
     fn start(
         context: &'a WorkerContext<T>,
+        counters: &'a WorkerCounters,
         event: &'a Event<T>,
         snapshot: &'a Snapshot<T>,
     ) -> Self {
-        context.counters.in_flight.0.fetch_add(1, Ordering::Relaxed);
+        counters.busy.store(1, Ordering::Relaxed);
         Self {
             context,
+            counters,
             event,
             snapshot,
             completed: 0,
@@ -199,11 +228,7 @@ impl<'a, T> Progress<'a, T> {
 
 impl<T> Drop for Progress<'_, T> {
     fn drop(&mut self) {
-        self.context
-            .counters
-            .in_flight
-            .0
-            .fetch_sub(1, Ordering::Relaxed);
+        self.counters.busy.store(0, Ordering::Relaxed);
         if self.finished {
             return;
         }

@@ -231,6 +231,9 @@ pub struct Registry<T> {
     writer: Mutex<()>,
     /// Source of subscription ids; ids grow with subscription order.
     next_id: AtomicU64,
+    /// Bumped (Release) after every new snapshot is stored; workers compare it (Acquire) to
+    /// decide whether their cached snapshot is stale.
+    version: AtomicU64,
 }
 
 impl<T> Default for Registry<T> {
@@ -245,6 +248,7 @@ impl<T> Registry<T> {
             current: SnapshotCell::new(Snapshot::empty()),
             writer: Mutex::new(()),
             next_id: AtomicU64::new(1),
+            version: AtomicU64::new(1),
         }
     }
 
@@ -252,6 +256,14 @@ impl<T> Registry<T> {
     #[inline]
     pub fn load(&self) -> Arc<Snapshot<T>> {
         self.current.load()
+    }
+
+    /// Changes whenever a subscription is added or removed (never 0).
+    #[inline]
+    pub fn version(&self) -> u64 {
+        // Acquire: pairs with the Release bump after each store, so a reader that sees a new
+        // version loads a snapshot at least that new.
+        self.version.load(Ordering::Acquire)
     }
 
     /// The current snapshot, borrowed for the duration of one emit.
@@ -275,6 +287,7 @@ impl<T> Registry<T> {
         let current = self.current.load();
         let next = Snapshot::from_entries(current.entries().cloned().chain([entry]));
         self.current.store(next);
+        self.version.fetch_add(1, Ordering::Release);
         id
     }
 
@@ -289,6 +302,7 @@ impl<T> Registry<T> {
             };
             let next = Snapshot::from_entries(current.entries().filter(|e| e.id != id).cloned());
             self.current.store(next);
+            self.version.fetch_add(1, Ordering::Release);
             removed
         };
         removed.gate.close();

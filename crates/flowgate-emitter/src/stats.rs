@@ -3,6 +3,10 @@
 //! Every counter is a statistic: updated with `Relaxed` increments, read without ordering, so a
 //! snapshot taken while work runs may be a few increments apart between fields. Each counter
 //! sits on its own cache line so the producer and the workers do not contend on one line.
+//!
+//! Each worker task has its own [`WorkerCounters`], written by that task alone: a task is never
+//! polled by two threads at once, and the scheduler orders its polls, so an increment there is a
+//! plain load and store, not a locked read-modify-write. `stats()` sums them.
 
 use flowgate_core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -14,17 +18,52 @@ pub(crate) struct Padded<A>(pub(crate) A);
 /// The live counters, shared by the emitter handle and its workers.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Accepted emits, inline and async (any caller).
     pub(crate) emitted: Padded<AtomicU64>,
+    /// Inline emits' handler outcomes (any caller).
     pub(crate) handled: Padded<AtomicU64>,
     pub(crate) failed: Padded<AtomicU64>,
     pub(crate) panicked: Padded<AtomicU64>,
-    pub(crate) retried: Padded<AtomicU64>,
-    pub(crate) dead_lettered: Padded<AtomicU64>,
+    /// Refused `emit_async` calls (any caller).
     pub(crate) rejected: Padded<AtomicU64>,
-    pub(crate) in_flight: Padded<AtomicUsize>,
+    /// One per worker task, indexed by worker.
+    pub(crate) workers: Box<[WorkerCounters]>,
+}
+
+/// The counters of one worker task; only that task writes them (see the module docs).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WorkerCounters {
+    pub(crate) handled: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    /// 1 while the worker runs an event.
+    pub(crate) busy: AtomicUsize,
+}
+
+impl WorkerCounters {
+    /// Single-writer increment: a load and a store.
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
 }
 
 impl Counters {
+    pub(crate) fn new(workers: usize) -> Self {
+        Self {
+            workers: (0..workers).map(|_| WorkerCounters::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sums one field over the workers.
+    pub(crate) fn sum(&self, field: impl Fn(&WorkerCounters) -> u64) -> u64 {
+        self.workers.iter().map(field).sum()
+    }
+
     #[inline]
     pub(crate) fn add(counter: &Padded<AtomicU64>, n: u64) {
         counter.0.fetch_add(n, Ordering::Relaxed);
