@@ -149,6 +149,56 @@ pub fn invoke<T, H: Handler<T> + ?Sized>(handler: &H, event: Event<T>) -> Invoke
     }
 }
 
+/// How [`start`] left an invocation.
+#[derive(Debug)]
+#[must_use = "a pending invocation does nothing until polled"]
+pub enum Started {
+    /// The handler finished on its first poll (panics turned into
+    /// [`HandlerError::Panicked`]).
+    Done(HandlerResult),
+    /// The handler is waiting; poll the [`Invoke`] to drive it on.
+    Pending(Invoke),
+}
+
+/// Calls `handler` and polls its future once, with panics caught in both, under a single unwind
+/// guard. Most handlers finish on their first poll, so this is the cheap way in; a dispatcher
+/// that must know when a handler *started* also gets that moment from it.
+///
+/// ```
+/// use std::task::{Context, Waker};
+/// use flowgate::{start, Event, HandlerError, Started};
+///
+/// let mut cx = Context::from_waker(Waker::noop());
+/// let ok = |_: Event<()>| async { Ok(()) };
+/// assert!(matches!(start(&ok, Event::new("a", ())?, &mut cx), Started::Done(Ok(()))));
+/// let boom = |_: Event<()>| async { panic!("bug") };
+/// assert!(matches!(
+///     start(&boom, Event::new("a", ())?, &mut cx),
+///     Started::Done(Err(HandlerError::Panicked { .. }))
+/// ));
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
+pub fn start<T, H: Handler<T> + ?Sized>(
+    handler: &H,
+    event: Event<T>,
+    cx: &mut Context<'_>,
+) -> Started {
+    let first = catch_unwind(AssertUnwindSafe(|| {
+        let mut future = handler.call(event);
+        match future.as_mut().poll(cx) {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => Err(future),
+        }
+    }));
+    match first {
+        Ok(Ok(result)) => Started::Done(result),
+        Ok(Err(future)) => Started::Pending(Invoke {
+            state: InvokeState::Running(future),
+        }),
+        Err(payload) => Started::Done(Err(HandlerError::from_panic(payload.as_ref()))),
+    }
+}
+
 /// The future of one handler invocation, with panics turned into
 /// [`HandlerError::Panicked`]. Returned by [`invoke`].
 #[must_use = "a handler does nothing until its future is polled"]

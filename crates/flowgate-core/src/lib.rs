@@ -43,7 +43,7 @@ pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitPermit, CircuitSt
 pub use dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSink, LogDeadLetters};
 pub use error::{BoxError, CoreError, HandlerError};
 pub use event::{Event, EventId, Key, Metadata};
-pub use handler::{invoke, BoxFuture, BoxHandler, Handler, HandlerResult, Invoke};
+pub use handler::{invoke, start, BoxFuture, BoxHandler, Handler, HandlerResult, Invoke, Started};
 pub use middleware::{Layer, Layers};
 pub use name::{EventType, Pattern, PrehashedHasher, PrehashedState, MAX_NAME_LEN};
 pub use retry::{Jitter, RetryPolicy};

@@ -8,7 +8,8 @@ use flowgate_core::middleware::{ConcurrencyLimitLayer, Identity, Stack};
 use flowgate_core::sync::atomic::Ordering;
 use flowgate_core::sync::Mutex;
 use flowgate_core::{
-    BoxHandler, DeadLetterSink, Event, Handler, Layer, LogDeadLetters, Pattern, RetryPolicy,
+    BoxHandler, DeadLetterSink, Event, Handler, HandlerError, Layer, LogDeadLetters, Pattern,
+    RetryPolicy,
 };
 use flume::{Sender, TrySendError};
 use tokio::sync::Notify;
@@ -626,8 +627,15 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             let kind = event.kind().clone();
             run_inline(&shared.counters, snapshot.matching(&kind), event).await
         } else {
-            let entries = snapshot.exact(event.kind());
-            run_inline(&shared.counters, entries.iter(), event).await
+            match snapshot.exact(event.kind()) {
+                // One handler, the common case: no iterator, no event copy.
+                [entry] => match Deliver::new(entry, event).await {
+                    None => (0, Vec::new()),
+                    Some(Ok(())) => (1, Vec::new()),
+                    Some(Err(error)) => (0, vec![failure(&shared.counters, entry, error)]),
+                },
+                entries => run_inline(&shared.counters, entries.iter(), event).await,
+            }
         };
         Counters::add(&shared.counters.handled, succeeded as u64);
         if failures.is_empty() {
@@ -862,6 +870,18 @@ fn refused<T>(task: Task<T>, error: fn(Event<T>) -> EmitError<T>) -> EmitError<T
     }
 }
 
+/// Records one inline handler failure.
+fn failure<T>(counters: &Counters, entry: &Entry<T>, error: HandlerError) -> HandlerFailure {
+    if error.is_panic() {
+        Counters::add(&counters.panicked, 1);
+    }
+    HandlerFailure {
+        subscription: SubscriptionId(entry.id),
+        subscriber: Arc::clone(&entry.name),
+        error,
+    }
+}
+
 /// Runs `entries` one after another for an inline emit; returns (succeeded, failures).
 async fn run_inline<'a, T: Send + Sync + 'static>(
     counters: &Counters,
@@ -883,16 +903,7 @@ async fn run_inline<'a, T: Send + Sync + 'static>(
         match Deliver::new(entry, this).await {
             None => {}
             Some(Ok(())) => succeeded += 1,
-            Some(Err(error)) => {
-                if error.is_panic() {
-                    Counters::add(&counters.panicked, 1);
-                }
-                failures.push(HandlerFailure {
-                    subscription: SubscriptionId(entry.id),
-                    subscriber: Arc::clone(&entry.name),
-                    error,
-                });
-            }
+            Some(Err(error)) => failures.push(failure(counters, entry, error)),
         }
     }
     (succeeded, failures)

@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 use flowgate_core::sync::{spin_yield, thread_local, Mutex};
 use flowgate_core::{
-    invoke, BoxHandler, Event, EventType, HandlerResult, Invoke, Pattern, PrehashedState,
+    start, BoxHandler, Event, EventType, HandlerResult, Invoke, Pattern, PrehashedState, Started,
 };
 
 use crate::gate::{Enter, Gate};
@@ -435,10 +435,9 @@ impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
             return Poll::Ready(None);
         };
         // The start: the call and the first poll happen inside the gate.
-        let mut running = invoke(&entry.handler, event);
-        match Pin::new(&mut running).poll(cx) {
-            Poll::Ready(result) => Poll::Ready(Some(result)),
-            Poll::Pending => {
+        match start(&entry.handler, event, cx) {
+            Started::Done(result) => Poll::Ready(Some(result)),
+            Started::Pending(running) => {
                 self.running = Some(running);
                 Poll::Pending
             }
