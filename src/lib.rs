@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![doc(test(attr(deny(warnings))))]
 
 pub use flowgate_core::*;
 
@@ -13,3 +14,12 @@ pub mod emitter {
 
 #[cfg(feature = "emitter")]
 pub use flowgate_emitter::Emitter;
+
+/// Guides: the guarantees in prose and how to tune each part. Their examples run as doctests.
+pub mod guide {
+    /// The emitter: what `emit`, `emit_async`, unsubscribe and shutdown promise, and how to size
+    /// workers, queues and backpressure.
+    #[cfg(feature = "emitter")]
+    #[doc = include_str!("../docs/emitter.md")]
+    pub mod emitter {}
+}
