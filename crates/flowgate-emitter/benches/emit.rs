@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flowgate_core::{invoke, BoxHandler, Event, EventType, HandlerResult};
+use flowgate_core::{invoke, BoxHandler, Event, HandlerResult};
 use flowgate_emitter::{Backpressure, Emitter};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -175,169 +175,113 @@ fn bench_emit(c: &mut Criterion) {
     group.finish();
 }
 
-/// One end-to-end run: a spawned producer hands `n` events over; returns when all were handled.
-trait HandOff: Send + Sync + 'static {
-    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration;
+/// The sending side of one hand-off under test: flowgate's `emit_async`, or a channel whose
+/// consumer task is already running.
+trait Sink: Send + Sync + 'static {
+    fn send(&self, event: Event<u64>) -> impl Future<Output = ()> + Send;
 }
 
-struct FlowgatePool {
-    emitter: Emitter<u64>,
-    done: Arc<Done>,
-    kind: EventType,
-}
-
-impl FlowgatePool {
-    fn new(runtime: &Runtime) -> Arc<Self> {
-        let done = Done::new();
-        let emitter = runtime.block_on(async {
-            let emitter = Emitter::<u64>::builder()
-                .workers(1)
-                .queue_capacity(1024)
-                .backpressure(Backpressure::Block {
-                    max_wait: Duration::from_secs(60),
-                })
-                .build()
-                .expect("emitter");
-            let tick = Arc::clone(&done);
-            emitter
-                .on("order.placed", move |_: Event<u64>| {
-                    tick.tick();
-                    std::future::ready(Ok(()))
-                })
-                .expect("subscribe")
-                .detach();
-            emitter
-        });
-        Arc::new(Self {
-            emitter,
-            done,
-            kind: EventType::new("order.placed").expect("valid"),
-        })
+impl Sink for Emitter<u64> {
+    async fn send(&self, event: Event<u64>) {
+        self.emit_async(event).await.expect("accepted");
     }
 }
 
-impl HandOff for FlowgatePool {
+impl Sink for tokio::sync::mpsc::Sender<Event<u64>> {
+    async fn send(&self, event: Event<u64>) {
+        tokio::sync::mpsc::Sender::send(self, event)
+            .await
+            .expect("open");
+    }
+}
+
+impl Sink for flume::Sender<Event<u64>> {
+    async fn send(&self, event: Event<u64>) {
+        self.send_async(event).await.expect("open");
+    }
+}
+
+/// One hand-off under test and the counter its handler ticks.
+struct HandOff<S> {
+    sink: S,
+    done: Arc<Done>,
+}
+
+impl<S: Sink> HandOff<S> {
+    /// A spawned producer hands `n` clones of one event over; returns when all were handled.
     fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration {
         self.done.arm(n);
         let this = Arc::clone(self);
         runtime.block_on(async move {
             let start = Instant::now();
-            let done = this.notified();
-            let producer = Arc::clone(&this);
+            let done = Arc::clone(&this.done);
             tokio::spawn(async move {
-                let ev = Event::with_type(producer.kind.clone(), 7);
+                let event = Event::new("order.placed", 7).expect("valid type");
                 for _ in 0..n {
-                    producer
-                        .emitter
-                        .emit_async(ev.clone())
-                        .await
-                        .expect("accepted");
+                    this.sink.send(event.clone()).await;
                 }
             });
-            done.await;
+            done.notify.notified().await;
             start.elapsed()
         })
     }
 }
 
-impl FlowgatePool {
-    fn notified(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
-        let done = Arc::clone(&self.done);
-        async move { done.notify.notified().await }
-    }
+/// flowgate: a one-worker pool, queue of 1,024, `Block` backpressure.
+fn flowgate_pool(runtime: &Runtime) -> Arc<HandOff<Emitter<u64>>> {
+    let done = Done::new();
+    let tick = Arc::clone(&done);
+    let emitter = runtime.block_on(async move {
+        let emitter = Emitter::<u64>::builder()
+            .workers(1)
+            .queue_capacity(1024)
+            .backpressure(Backpressure::Block {
+                max_wait: Duration::from_secs(60),
+            })
+            .build()
+            .expect("emitter");
+        emitter
+            .on("order.placed", move |_: Event<u64>| {
+                tick.tick();
+                std::future::ready(Ok(()))
+            })
+            .expect("subscribe")
+            .detach();
+        emitter
+    });
+    Arc::new(HandOff {
+        sink: emitter,
+        done,
+    })
 }
 
 /// The hand-wired baseline: a bounded tokio mpsc channel and one worker task calling the
 /// handler directly (no boxing, no registry).
-struct TokioMpsc {
-    sender: tokio::sync::mpsc::Sender<Event<u64>>,
-    done: Arc<Done>,
-    kind: EventType,
-}
-
-impl TokioMpsc {
-    fn new(runtime: &Runtime) -> Arc<Self> {
-        let done = Done::new();
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Event<u64>>(1024);
-        let tick = Arc::clone(&done);
-        runtime.spawn(async move {
-            while let Some(ev) = receiver.recv().await {
-                black_box(&ev);
-                tick.tick();
-            }
-        });
-        Arc::new(Self {
-            sender,
-            done,
-            kind: EventType::new("order.placed").expect("valid"),
-        })
-    }
-}
-
-impl HandOff for TokioMpsc {
-    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration {
-        self.done.arm(n);
-        let this = Arc::clone(self);
-        runtime.block_on(async move {
-            let start = Instant::now();
-            let done = Arc::clone(&this.done);
-            let waiter = async move { done.notify.notified().await };
-            tokio::spawn(async move {
-                let ev = Event::with_type(this.kind.clone(), 7);
-                for _ in 0..n {
-                    this.sender.send(ev.clone()).await.expect("open");
-                }
-            });
-            waiter.await;
-            start.elapsed()
-        })
-    }
+fn tokio_mpsc(runtime: &Runtime) -> Arc<HandOff<tokio::sync::mpsc::Sender<Event<u64>>>> {
+    let done = Done::new();
+    let (sink, mut receiver) = tokio::sync::mpsc::channel::<Event<u64>>(1024);
+    let tick = Arc::clone(&done);
+    runtime.spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            black_box(&event);
+            tick.tick();
+        }
+    });
+    Arc::new(HandOff { sink, done })
 }
 
 /// The same hand-off on a bounded flume channel.
-struct Flume {
-    sender: flume::Sender<Event<u64>>,
-    done: Arc<Done>,
-    kind: EventType,
-}
-
-impl Flume {
-    fn new(runtime: &Runtime) -> Arc<Self> {
-        let done = Done::new();
-        let (sender, receiver) = flume::bounded::<Event<u64>>(1024);
-        let tick = Arc::clone(&done);
-        runtime.spawn(async move {
-            while let Ok(ev) = receiver.recv_async().await {
-                black_box(&ev);
-                tick.tick();
-            }
-        });
-        Arc::new(Self {
-            sender,
-            done,
-            kind: EventType::new("order.placed").expect("valid"),
-        })
-    }
-}
-
-impl HandOff for Flume {
-    fn run(self: &Arc<Self>, runtime: &Runtime, n: u64) -> Duration {
-        self.done.arm(n);
-        let this = Arc::clone(self);
-        runtime.block_on(async move {
-            let start = Instant::now();
-            let done = Arc::clone(&this.done);
-            let waiter = async move { done.notify.notified().await };
-            tokio::spawn(async move {
-                let ev = Event::with_type(this.kind.clone(), 7);
-                for _ in 0..n {
-                    this.sender.send_async(ev.clone()).await.expect("open");
-                }
-            });
-            waiter.await;
-            start.elapsed()
-        })
-    }
+fn flume_channel(runtime: &Runtime) -> Arc<HandOff<flume::Sender<Event<u64>>>> {
+    let done = Done::new();
+    let (sink, receiver) = flume::bounded::<Event<u64>>(1024);
+    let tick = Arc::clone(&done);
+    runtime.spawn(async move {
+        while let Ok(event) = receiver.recv_async().await {
+            black_box(&event);
+            tick.tick();
+        }
+    });
+    Arc::new(HandOff { sink, done })
 }
 
 fn bench_hand_off(c: &mut Criterion) {
@@ -347,9 +291,9 @@ fn bench_hand_off(c: &mut Criterion) {
         ("current_thread", current_thread()),
         ("multi_thread", multi_thread()),
     ] {
-        let flowgate = FlowgatePool::new(&runtime);
-        let mpsc = TokioMpsc::new(&runtime);
-        let flume = Flume::new(&runtime);
+        let flowgate = flowgate_pool(&runtime);
+        let mpsc = tokio_mpsc(&runtime);
+        let flume = flume_channel(&runtime);
 
         for (name, per_event) in [
             ("flowgate emit_async", alloc_per_event(&flowgate, &runtime)),
@@ -374,7 +318,7 @@ fn bench_hand_off(c: &mut Criterion) {
     }
 }
 
-fn alloc_per_event<H: HandOff>(hand_off: &Arc<H>, runtime: &Runtime) -> f64 {
+fn alloc_per_event<S: Sink>(hand_off: &Arc<HandOff<S>>, runtime: &Runtime) -> f64 {
     const N: u64 = 100_000;
     hand_off.run(runtime, N);
     let before = allocations();
