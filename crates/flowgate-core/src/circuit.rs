@@ -38,6 +38,19 @@ pub struct CircuitBreakerConfig {
 
 impl CircuitBreakerConfig {
     /// Opens after `failure_threshold` consecutive failures, for `open_for`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(3, Duration::from_secs(30)))?;
+    /// for _ in 0..2 {
+    ///     breaker.try_acquire().unwrap().failure();
+    /// }
+    /// assert_eq!(breaker.state(), CircuitState::Closed);
+    /// breaker.try_acquire().unwrap().failure();
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn new(failure_threshold: u32, open_for: Duration) -> Self {
         Self {
             failure_threshold,
@@ -47,6 +60,22 @@ impl CircuitBreakerConfig {
     }
 
     /// How many calls may probe a half-open circuit at once (default 1).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let config = CircuitBreakerConfig::new(1, Duration::from_secs(5)).half_open_probes(2);
+    /// let breaker = CircuitBreaker::new(config)?;
+    /// breaker.try_acquire().unwrap().failure();
+    /// tokio::time::advance(Duration::from_secs(5)).await;
+    /// let _probe1 = breaker.try_acquire().expect("first probe");
+    /// let _probe2 = breaker.try_acquire().expect("second probe");
+    /// assert!(breaker.try_acquire().is_none(), "no third probe at once");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn half_open_probes(mut self, probes: u32) -> Self {
         self.half_open_probes = probes;
@@ -54,6 +83,19 @@ impl CircuitBreakerConfig {
     }
 
     /// Checks the settings.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreakerConfig, CoreError};
+    /// assert!(CircuitBreakerConfig::new(1, Duration::ZERO).validate().is_ok());
+    /// let zero_threshold = CircuitBreakerConfig::new(0, Duration::from_secs(1));
+    /// assert!(matches!(
+    ///     zero_threshold.validate(),
+    ///     Err(CoreError::InvalidConfig { setting: "failure_threshold", .. })
+    /// ));
+    /// let no_probes = CircuitBreakerConfig::new(1, Duration::from_secs(1)).half_open_probes(0);
+    /// assert!(no_probes.validate().is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -76,6 +118,21 @@ impl CircuitBreakerConfig {
 }
 
 /// The observable state of a [`CircuitBreaker`].
+///
+/// ```
+/// # use std::time::Duration;
+/// use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(1, Duration::from_secs(5)))?;
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// breaker.try_acquire().unwrap().failure();
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// tokio::time::advance(Duration::from_secs(5)).await;
+/// assert_eq!(breaker.state(), CircuitState::HalfOpen);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CircuitState {
@@ -94,7 +151,14 @@ enum State {
     HalfOpen { probes_in_flight: u32 },
 }
 
-/// A circuit breaker; see the [module docs](self).
+/// A circuit breaker: stop calling something that keeps failing, probe it again later.
+///
+/// - **closed**: calls pass; `failure_threshold` consecutive failures open the circuit.
+/// - **open**: calls are refused at once for `open_for`; then the circuit is half-open.
+/// - **half-open**: up to `half_open_probes` calls pass at a time; a success closes the circuit,
+///   a failure opens it again for another `open_for`.
+///
+/// Time is `tokio::time::Instant`, so tests drive the breaker on a paused clock.
 ///
 /// ```
 /// use std::time::Duration;
@@ -125,6 +189,15 @@ pub struct CircuitBreaker {
 impl CircuitBreaker {
     /// Creates a closed breaker.
     ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(5, Duration::from_secs(30)))?;
+    /// assert_eq!(breaker.state(), CircuitState::Closed);
+    /// assert!(CircuitBreaker::new(CircuitBreakerConfig::new(0, Duration::from_secs(30))).is_err());
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// See [`CircuitBreakerConfig::validate`].
@@ -144,6 +217,21 @@ impl CircuitBreaker {
     }
 
     /// The current state (an open circuit whose period ended reports half-open).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(1, Duration::from_secs(5)))?;
+    /// breaker.try_acquire().unwrap().failure();
+    /// tokio::time::advance(Duration::from_millis(4_999)).await;
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// tokio::time::advance(Duration::from_millis(1)).await;
+    /// assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state(&self) -> CircuitState {
         match *self.state.lock() {
             State::Closed { .. } => CircuitState::Closed,
@@ -155,6 +243,17 @@ impl CircuitBreaker {
     /// Asks to make one call: `None` while the circuit is open (or half-open with every probe
     /// slot taken). Settle the permit with [`CircuitPermit::success`] or
     /// [`CircuitPermit::failure`]; dropping it unsettled counts as neither.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(1, Duration::from_secs(30)))?;
+    /// drop(breaker.try_acquire().unwrap()); // abandoned: not a failure
+    /// assert_eq!(breaker.state(), CircuitState::Closed);
+    /// breaker.try_acquire().unwrap().failure();
+    /// assert!(breaker.try_acquire().is_none(), "open: the call must not be made");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn try_acquire(&self) -> Option<CircuitPermit<'_>> {
         let mut state = self.state.lock();
         let probe = match *state {
@@ -230,6 +329,28 @@ impl CircuitBreaker {
 }
 
 /// Permission for one call through a [`CircuitBreaker`].
+///
+/// ```
+/// # use std::time::Duration;
+/// use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+///
+/// fn call_service(fail: bool) -> Result<(), &'static str> {
+///     if fail { Err("unavailable") } else { Ok(()) }
+/// }
+///
+/// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(1, Duration::from_secs(30)))?;
+/// for fail in [false, true, false] {
+///     let Some(permit) = breaker.try_acquire() else {
+///         continue; // open: skip the call
+///     };
+///     match call_service(fail) {
+///         Ok(()) => permit.success(),
+///         Err(_) => permit.failure(),
+///     }
+/// }
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "settle the permit with success() or failure()"]
 pub struct CircuitPermit<'a> {
@@ -239,13 +360,42 @@ pub struct CircuitPermit<'a> {
 }
 
 impl CircuitPermit<'_> {
-    /// The call succeeded.
+    /// The call succeeded. In the closed state this resets the count of consecutive
+    /// failures; a half-open probe's success closes the circuit.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(2, Duration::from_secs(30)))?;
+    /// breaker.try_acquire().unwrap().failure();
+    /// breaker.try_acquire().unwrap().success();
+    /// breaker.try_acquire().unwrap().failure();
+    /// assert_eq!(breaker.state(), CircuitState::Closed, "the failures were not consecutive");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn success(mut self) {
         self.settled = true;
         self.breaker.settle(self.probe, Some(true));
     }
 
-    /// The call failed.
+    /// The call failed. Enough consecutive failures open the circuit; a half-open probe's
+    /// failure opens it again at once.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreakerConfig::new(3, Duration::from_secs(5)))?;
+    /// for _ in 0..3 {
+    ///     breaker.try_acquire().unwrap().failure();
+    /// }
+    /// tokio::time::advance(Duration::from_secs(5)).await;
+    /// breaker.try_acquire().expect("half-open probe").failure();
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn failure(mut self) {
         self.settled = true;
         self.breaker.settle(self.probe, Some(false));

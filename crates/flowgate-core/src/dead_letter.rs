@@ -17,6 +17,22 @@ use crate::sync::Mutex;
 use crate::{Event, HandlerError};
 
 /// An event that a subscriber gave up on.
+///
+/// ```
+/// use flowgate::{DeadLetter, Event, HandlerError};
+///
+/// let letter = DeadLetter::new(
+///     Event::new("order.placed", 7)?,
+///     HandlerError::retryable("payment service timed out"),
+///     5,
+///     "billing",
+/// );
+/// assert_eq!(letter.event.kind().as_str(), "order.placed");
+/// assert_eq!(*letter.event.payload(), 7);
+/// assert!(letter.error.is_retryable(), "given up on after the retries ran out");
+/// assert_eq!(&*letter.subscriber, "billing");
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
 #[non_exhaustive]
 pub struct DeadLetter<T> {
     /// The event, as published.
@@ -74,10 +90,17 @@ impl<T> fmt::Debug for DeadLetter<T> {
 /// Where dead letters go. Implemented for every `Fn(DeadLetter<T>)` closure.
 ///
 /// ```
-/// use flowgate::{DeadLetter, DeadLetterSink};
-/// let sink = |letter: DeadLetter<u32>| eprintln!("gave up: {letter:?}");
-/// # fn assert_sink<S: DeadLetterSink<u32>>(_: &S) {}
-/// # assert_sink(&sink);
+/// use std::sync::{Arc, Mutex};
+/// use flowgate::{DeadLetter, DeadLetterSink, Event, HandlerError};
+///
+/// let gave_up = Arc::new(Mutex::new(Vec::new()));
+/// let record = Arc::clone(&gave_up);
+/// let sink = move |letter: DeadLetter<u32>| {
+///     record.lock().unwrap().push((*letter.event.payload(), letter.attempts));
+/// };
+/// sink.dead_letter(DeadLetter::new(Event::new("a", 9)?, HandlerError::permanent("x"), 3, "s"));
+/// assert_eq!(*gave_up.lock().unwrap(), [(9, 3)]);
+/// # Ok::<(), flowgate::CoreError>(())
 /// ```
 pub trait DeadLetterSink<T>: Send + Sync + 'static {
     /// Takes one dead letter. Called on the delivery path: keep it quick.
@@ -171,6 +194,18 @@ impl<T> fmt::Debug for DeadLetterQueue<T> {
 
 impl<T> DeadLetterQueue<T> {
     /// A queue keeping at most `capacity` letters (a capacity of 0 is raised to 1).
+    ///
+    /// ```
+    /// # use flowgate::{DeadLetter, DeadLetterQueue, DeadLetterSink, Event, HandlerError};
+    /// # fn letter(n: u32) -> DeadLetter<u32> {
+    /// #     DeadLetter::new(Event::new("a", n).unwrap(), HandlerError::permanent("x"), 1, "s")
+    /// # }
+    /// let queue = DeadLetterQueue::new(0);
+    /// queue.dead_letter(letter(1));
+    /// queue.dead_letter(letter(2));
+    /// assert_eq!(queue.len(), 1);
+    /// assert_eq!(queue.evicted(), 1);
+    /// ```
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
@@ -183,21 +218,70 @@ impl<T> DeadLetterQueue<T> {
     }
 
     /// Takes every letter out, oldest first.
+    ///
+    /// ```
+    /// # use flowgate::{DeadLetter, DeadLetterQueue, DeadLetterSink, Event, HandlerError};
+    /// # fn letter(n: u32) -> DeadLetter<u32> {
+    /// #     DeadLetter::new(Event::new("a", n).unwrap(), HandlerError::permanent("x"), 1, "s")
+    /// # }
+    /// let queue = DeadLetterQueue::new(10);
+    /// let sink = queue.clone(); // clones share the letters
+    /// sink.dead_letter(letter(1));
+    /// sink.dead_letter(letter(2));
+    /// let payloads: Vec<u32> = queue.drain().iter().map(|l| *l.event.payload()).collect();
+    /// assert_eq!(payloads, [1, 2]);
+    /// assert!(sink.is_empty());
+    /// ```
     pub fn drain(&self) -> Vec<DeadLetter<T>> {
         self.shared.letters.lock().drain(..).collect()
     }
 
     /// Letters held now.
+    ///
+    /// ```
+    /// # use flowgate::{DeadLetter, DeadLetterQueue, DeadLetterSink, Event, HandlerError};
+    /// # fn letter(n: u32) -> DeadLetter<u32> {
+    /// #     DeadLetter::new(Event::new("a", n).unwrap(), HandlerError::permanent("x"), 1, "s")
+    /// # }
+    /// let queue = DeadLetterQueue::new(10);
+    /// queue.dead_letter(letter(1));
+    /// assert_eq!(queue.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.letters.lock().len()
     }
 
     /// Whether no letter is held.
+    ///
+    /// ```
+    /// # use flowgate::{DeadLetter, DeadLetterQueue, DeadLetterSink, Event, HandlerError};
+    /// # fn letter(n: u32) -> DeadLetter<u32> {
+    /// #     DeadLetter::new(Event::new("a", n).unwrap(), HandlerError::permanent("x"), 1, "s")
+    /// # }
+    /// let queue = DeadLetterQueue::new(10);
+    /// assert!(queue.is_empty());
+    /// queue.dead_letter(letter(1));
+    /// assert!(!queue.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Letters evicted because the queue was full.
+    /// Letters evicted because the queue was full. Draining does not reset it.
+    ///
+    /// ```
+    /// # use flowgate::{DeadLetter, DeadLetterQueue, DeadLetterSink, Event, HandlerError};
+    /// # fn letter(n: u32) -> DeadLetter<u32> {
+    /// #     DeadLetter::new(Event::new("a", n).unwrap(), HandlerError::permanent("x"), 1, "s")
+    /// # }
+    /// let queue = DeadLetterQueue::new(2);
+    /// for n in 0..5 {
+    ///     queue.dead_letter(letter(n));
+    /// }
+    /// assert_eq!(queue.evicted(), 3);
+    /// let _kept = queue.drain();
+    /// assert_eq!(queue.evicted(), 3);
+    /// ```
     pub fn evicted(&self) -> u64 {
         self.shared.evicted.load(Ordering::Relaxed)
     }

@@ -5,10 +5,35 @@ use std::any::Any;
 use std::time::Duration;
 
 /// A boxed error from user code, as carried by [`HandlerError`].
+///
+/// Any `Send + Sync + 'static` error converts into it, and so do `&str` and `String`;
+/// a [`Retryable`](HandlerError::Retryable) or [`Permanent`](HandlerError::Permanent) error
+/// keeps it as its [`source`](std::error::Error::source).
+///
+/// ```
+/// use std::error::Error;
+/// use flowgate::{BoxError, HandlerError};
+///
+/// let cause: BoxError = std::io::Error::other("disk full").into();
+/// let e = HandlerError::retryable(cause);
+/// assert_eq!(e.source().unwrap().to_string(), "disk full");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Bad input to a core type. Every variant is final for that input: fix the input and call
 /// again.
+///
+/// ```
+/// use std::time::Duration;
+/// use flowgate::{CoreError, Event, RetryPolicy};
+///
+/// let e = Event::new("order..created", ()).unwrap_err();
+/// assert!(matches!(e, CoreError::InvalidEventType { ref name, .. } if name == "order..created"));
+///
+/// let e = RetryPolicy::exponential(0, Duration::ZERO).validate().unwrap_err();
+/// assert!(matches!(e, CoreError::InvalidConfig { setting: "max_attempts", .. }));
+/// assert!(e.to_string().starts_with("invalid max_attempts: "));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
@@ -77,11 +102,25 @@ pub enum HandlerError {
 
 impl HandlerError {
     /// A transient failure worth retrying.
+    ///
+    /// ```
+    /// # use flowgate::HandlerError;
+    /// let e = HandlerError::retryable(std::io::Error::other("connection reset"));
+    /// assert!(matches!(e, HandlerError::Retryable(_)));
+    /// assert!(e.is_retryable());
+    /// ```
     pub fn retryable(error: impl Into<BoxError>) -> Self {
         Self::Retryable(error.into())
     }
 
     /// A failure that retrying cannot fix.
+    ///
+    /// ```
+    /// # use flowgate::HandlerError;
+    /// let e = HandlerError::permanent(format!("unknown customer {}", 42));
+    /// assert!(matches!(e, HandlerError::Permanent(_)));
+    /// assert!(!e.is_retryable());
+    /// ```
     pub fn permanent(error: impl Into<BoxError>) -> Self {
         Self::Permanent(error.into())
     }
@@ -106,11 +145,27 @@ impl HandlerError {
     }
 
     /// Whether the delivery path may try again. Only [`Permanent`](Self::Permanent) is not.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::HandlerError;
+    /// assert!(HandlerError::retryable("flaky").is_retryable());
+    /// assert!(HandlerError::TimedOut(Duration::from_secs(1)).is_retryable());
+    /// assert!(HandlerError::CircuitOpen.is_retryable());
+    /// assert!(!HandlerError::permanent("bad input").is_retryable());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Permanent(_))
     }
 
     /// Whether this failure was a caught panic.
+    ///
+    /// ```
+    /// # use flowgate::HandlerError;
+    /// let payload = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+    /// assert!(HandlerError::from_panic(payload.as_ref()).is_panic());
+    /// assert!(!HandlerError::retryable("flaky").is_panic());
+    /// ```
     pub fn is_panic(&self) -> bool {
         matches!(self, Self::Panicked { .. })
     }

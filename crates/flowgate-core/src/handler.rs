@@ -34,9 +34,38 @@ use std::task::{Context, Poll};
 use crate::{Event, HandlerError};
 
 /// A boxed, `Send` future.
+///
+/// ```
+/// use flowgate::BoxFuture;
+///
+/// fn len_later(s: &str) -> BoxFuture<'_, usize> {
+///     Box::pin(async move { s.len() })
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(len_later("order").await, 5);
+/// # }
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a handler invocation resolves to.
+///
+/// ```
+/// use flowgate::{invoke, Event, HandlerError, HandlerResult};
+///
+/// async fn refund(event: Event<i64>) -> HandlerResult {
+///     if *event.payload() <= 0 {
+///         return Err(HandlerError::permanent("refunds must be positive"));
+///     }
+///     Ok(())
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// assert!(invoke(&refund, Event::new("refund", 10)?).await.is_ok());
+/// assert!(invoke(&refund, Event::new("refund", -1)?).await.is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub type HandlerResult = Result<(), HandlerError>;
 
 /// An asynchronous event handler.
@@ -85,20 +114,57 @@ where
     }
 }
 
-/// A type-erased, shareable handler.
+/// A type-erased, shareable handler. Clones share the one handler.
 ///
 /// ```
-/// use flowgate::{BoxHandler, Event};
-/// let handler = BoxHandler::new(|_: Event<()>| async { Ok(()) });
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use flowgate::{invoke, BoxHandler, Event};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let counter = Arc::clone(&calls);
+/// let handler = BoxHandler::new(move |_: Event<()>| {
+///     counter.fetch_add(1, Ordering::Relaxed);
+///     async { Ok(()) }
+/// });
 /// let copy = handler.clone();
-/// # drop(copy);
+/// invoke(&handler, Event::new("a", ())?).await.unwrap();
+/// invoke(&copy, Event::new("a", ())?).await.unwrap();
+/// assert_eq!(calls.load(Ordering::Relaxed), 2);
+/// # Ok(())
+/// # }
 /// ```
 pub struct BoxHandler<T> {
     inner: Arc<dyn Handler<T>>,
 }
 
 impl<T: 'static> BoxHandler<T> {
-    /// Erases `handler`'s type.
+    /// Erases `handler`'s type, so that handlers of different types fit in one collection.
+    ///
+    /// ```
+    /// use flowgate::{invoke, BoxHandler, Event, HandlerError, HandlerResult};
+    ///
+    /// async fn accept(_: Event<u32>) -> HandlerResult {
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let handlers = vec![
+    ///     BoxHandler::new(accept),
+    ///     BoxHandler::new(|_: Event<u32>| async { Err(HandlerError::permanent("no")) }),
+    /// ];
+    /// let mut failed = 0;
+    /// for handler in &handlers {
+    ///     if invoke(handler, Event::new("a", 1)?).await.is_err() {
+    ///         failed += 1;
+    ///     }
+    /// }
+    /// assert_eq!(failed, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(handler: impl Handler<T>) -> Self {
         Self {
             inner: Arc::new(handler),
@@ -150,6 +216,27 @@ pub fn invoke<T, H: Handler<T> + ?Sized>(handler: &H, event: Event<T>) -> Invoke
 }
 
 /// How [`start`] left an invocation.
+///
+/// ```
+/// use std::future::poll_fn;
+/// use std::task::Poll;
+/// use flowgate::{start, Event, Started};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let waits_once = |_: Event<()>| async {
+///     tokio::task::yield_now().await;
+///     Ok(())
+/// };
+/// let mut event = Some(Event::new("a", ())?);
+/// let started = poll_fn(|cx| Poll::Ready(start(&waits_once, event.take().unwrap(), cx))).await;
+/// let Started::Pending(rest) = started else {
+///     panic!("the handler yields on its first poll");
+/// };
+/// assert!(rest.await.is_ok());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "a pending invocation does nothing until polled"]
 pub enum Started {
@@ -201,6 +288,27 @@ pub fn start<T, H: Handler<T> + ?Sized>(
 
 /// The future of one handler invocation, with panics turned into
 /// [`HandlerError::Panicked`]. Returned by [`invoke`].
+///
+/// It owns everything it needs (`'static` and `Send`), so it can be spawned.
+///
+/// ```
+/// use flowgate::{invoke, Event, HandlerError, Invoke};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
+/// let handler = |_: Event<()>| async {
+///     tokio::task::yield_now().await;
+///     panic!("bug after the first await")
+/// };
+/// let invocation: Invoke = invoke(&handler, Event::new("a", ())?);
+/// let outcome = tokio::spawn(invocation).await.expect("the panic was caught inside");
+/// assert!(matches!(
+///     outcome,
+///     Err(HandlerError::Panicked { message }) if message == "bug after the first await"
+/// ));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a handler does nothing until its future is polled"]
 pub struct Invoke {
     state: InvokeState,

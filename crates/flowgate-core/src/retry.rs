@@ -13,7 +13,23 @@ use std::time::Duration;
 
 use crate::{CoreError, HandlerError};
 
-/// How a backoff delay is randomised. See the [module docs](self).
+/// How a backoff delay is randomised.
+///
+/// `d` is the un-jittered wait before retry `n`:
+/// `min(max_backoff, initial_backoff * multiplier^(n-1))`.
+///
+/// ```
+/// use std::time::Duration;
+/// use flowgate::{Jitter, RetryPolicy};
+///
+/// assert_eq!(Jitter::default(), Jitter::Equal);
+/// // The same 100 ms wait and the same random draw (0.0), under each kind of jitter:
+/// let policy = RetryPolicy::exponential(3, Duration::from_millis(100));
+/// let wait = |jitter| policy.clone().jitter(jitter).backoff_with(1, 0.0);
+/// assert_eq!(wait(Jitter::None), Duration::from_millis(100));
+/// assert_eq!(wait(Jitter::Full), Duration::ZERO);
+/// assert_eq!(wait(Jitter::Equal), Duration::from_millis(50));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Jitter {
@@ -93,6 +109,16 @@ impl RetryPolicy {
     }
 
     /// Caps each wait.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{Jitter, RetryPolicy};
+    /// let p = RetryPolicy::exponential(10, Duration::from_millis(100))
+    ///     .max_backoff(Duration::from_secs(1))
+    ///     .jitter(Jitter::None);
+    /// assert_eq!(p.backoff(4), Duration::from_millis(800));
+    /// assert_eq!(p.backoff(5), Duration::from_secs(1)); // 1.6 s, capped
+    /// ```
     #[must_use]
     pub fn max_backoff(mut self, max: Duration) -> Self {
         self.max_backoff = max;
@@ -100,6 +126,18 @@ impl RetryPolicy {
     }
 
     /// Growth factor between waits (at least 1.0; default 2.0).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{Jitter, RetryPolicy};
+    /// let p = RetryPolicy::exponential(5, Duration::from_millis(100))
+    ///     .multiplier(3.0)
+    ///     .jitter(Jitter::None);
+    /// assert_eq!(p.backoff(3), Duration::from_millis(900));
+    /// // 1.0 makes the backoff constant.
+    /// let constant = p.multiplier(1.0);
+    /// assert_eq!(constant.backoff(4), Duration::from_millis(100));
+    /// ```
     #[must_use]
     pub fn multiplier(mut self, multiplier: f64) -> Self {
         self.multiplier = multiplier;
@@ -107,6 +145,15 @@ impl RetryPolicy {
     }
 
     /// Jitter kind (default [`Jitter::Equal`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{Jitter, RetryPolicy};
+    /// let p = RetryPolicy::exponential(5, Duration::from_millis(100)).jitter(Jitter::Full);
+    /// for _ in 0..100 {
+    ///     assert!(p.backoff(2) <= Duration::from_millis(200));
+    /// }
+    /// ```
     #[must_use]
     pub fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
@@ -114,6 +161,12 @@ impl RetryPolicy {
     }
 
     /// Attempts in all, the first one included.
+    ///
+    /// ```
+    /// # use flowgate::RetryPolicy;
+    /// assert_eq!(RetryPolicy::default().max_attempts(), 5);
+    /// assert_eq!(RetryPolicy::never().max_attempts(), 1);
+    /// ```
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
@@ -208,6 +261,15 @@ impl RetryPolicy {
     }
 
     /// The jittered wait after `failed_attempts` failures.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::RetryPolicy;
+    /// // Default jitter (`Equal`): somewhere in [d/2, d], with d = 100 ms * 2 = 200 ms.
+    /// let p = RetryPolicy::exponential(5, Duration::from_millis(100));
+    /// let wait = p.backoff(2);
+    /// assert!(wait >= Duration::from_millis(100) && wait <= Duration::from_millis(200));
+    /// ```
     pub fn backoff(&self, failed_attempts: u32) -> Duration {
         match self.jitter {
             Jitter::None => self.base_backoff(failed_attempts),

@@ -60,11 +60,14 @@ pub trait Layer<H> {
 /// The layer that does nothing.
 ///
 /// ```
+/// use std::time::Duration;
 /// use flowgate::{Event, HandlerResult, Layer};
-/// use flowgate::middleware::Identity;
+/// use flowgate::middleware::{Identity, Timeout};
 ///
 /// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
-/// let _same = Identity.layer(noop);
+/// let handler = Timeout::new(noop, Duration::from_secs(1));
+/// let same: Timeout<_> = Identity.layer(handler); // the handler itself, unwrapped
+/// assert_eq!(same.duration(), Duration::from_secs(1));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Identity;
@@ -79,12 +82,17 @@ impl<H> Layer<H> for Identity {
 /// Two layers, `outer` wrapping `inner`.
 ///
 /// ```
-/// use flowgate::{Event, HandlerResult, Layer};
+/// use flowgate::{invoke, Event, HandlerResult, Layer};
 /// use flowgate::middleware::{Identity, Stack, TraceLayer};
 ///
 /// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), flowgate::CoreError> {
 /// let stack = Stack::new(Identity, TraceLayer::new());
-/// let _traced = stack.layer(noop);
+/// let traced = stack.layer(noop);
+/// assert!(invoke(&traced, Event::new("a", ())?).await.is_ok());
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stack<Inner, Outer> {
@@ -94,6 +102,19 @@ pub struct Stack<Inner, Outer> {
 
 impl<Inner, Outer> Stack<Inner, Outer> {
     /// `outer` around `inner`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use flowgate::{Event, HandlerResult, Layer};
+    /// use flowgate::middleware::{ConcurrencyLimitLayer, Stack, TimeoutLayer};
+    ///
+    /// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let stack = Stack::new(TimeoutLayer::new(Duration::from_secs(1)), ConcurrencyLimitLayer::new(3));
+    /// // ConcurrencyLimit<Timeout<_>>: the outer layer's handler is the one returned.
+    /// let handler = stack.layer(noop);
+    /// assert_eq!(handler.available(), 3);
+    /// assert_eq!(handler.get_ref().duration(), Duration::from_secs(1));
+    /// ```
     pub fn new(inner: Inner, outer: Outer) -> Self {
         Self { inner, outer }
     }
@@ -112,14 +133,40 @@ where
 
 /// Builds a stack of layers; the first one added is the outermost.
 ///
-/// See the [module docs](self) for an example.
+/// See also the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use flowgate::{Event, HandlerResult, Layers};
+/// use flowgate::middleware::{ConcurrencyLimitLayer, TimeoutLayer};
+///
+/// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+/// let handler = Layers::new()
+///     .layer(ConcurrencyLimitLayer::new(4)) // outermost
+///     .layer(TimeoutLayer::new(Duration::from_secs(2)))
+///     .wrap(noop);
+/// // ConcurrencyLimit<Timeout<_>>
+/// assert_eq!(handler.available(), 4);
+/// assert_eq!(handler.get_ref().duration(), Duration::from_secs(2));
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Layers<L> {
     stack: L,
 }
 
 impl Layers<Identity> {
-    /// An empty stack.
+    /// An empty stack: it wraps nothing.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use flowgate::{Event, HandlerResult, Layers};
+    /// use flowgate::middleware::Timeout;
+    ///
+    /// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let handler = Timeout::new(noop, Duration::from_secs(1));
+    /// let same: Timeout<_> = Layers::new().wrap(handler); // not wrapped again
+    /// assert_eq!(same.duration(), Duration::from_secs(1));
+    /// ```
     pub fn new() -> Self {
         Self { stack: Identity }
     }
@@ -127,6 +174,18 @@ impl Layers<Identity> {
 
 impl<L> Layers<L> {
     /// Adds `layer` inside every layer added so far.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use flowgate::{Event, HandlerResult, Layers};
+    /// use flowgate::middleware::{TimeoutLayer, TraceLayer};
+    ///
+    /// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let layers = Layers::new().layer(TraceLayer::new());
+    /// let handler = layers.layer(TimeoutLayer::new(Duration::from_secs(1))).wrap(noop);
+    /// // Trace<Timeout<_>>: the timeout went inside the trace.
+    /// assert_eq!(handler.get_ref().duration(), Duration::from_secs(1));
+    /// ```
     pub fn layer<N>(self, layer: N) -> Layers<Stack<N, L>> {
         Layers {
             stack: Stack::new(layer, self.stack),
@@ -134,6 +193,27 @@ impl<L> Layers<L> {
     }
 
     /// Wraps `handler` in the whole stack.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::{invoke, Event, HandlerError, HandlerResult, Layers};
+    /// use flowgate::middleware::{TimeoutLayer, TraceLayer};
+    ///
+    /// async fn slow(_: Event<()>) -> HandlerResult {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let layers = Layers::new()
+    ///     .layer(TraceLayer::new())
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(1)));
+    /// let handler = layers.wrap(slow);
+    /// let outcome = invoke(&handler, Event::new("a", ())?).await;
+    /// assert!(matches!(outcome, Err(HandlerError::TimedOut(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn wrap<H>(&self, handler: H) -> L::Handler
     where
         L: Layer<H>,

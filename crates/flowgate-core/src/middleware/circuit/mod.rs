@@ -48,6 +48,27 @@ impl<H> Clone for CircuitBreak<H> {
 
 impl<H> CircuitBreak<H> {
     /// Wraps `inner` with `breaker` (which may be shared with other handlers).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use flowgate::{invoke, CircuitBreaker, CircuitBreakerConfig, Event, HandlerError, HandlerResult};
+    /// use flowgate::middleware::CircuitBreak;
+    ///
+    /// async fn charge(_: Event<()>) -> HandlerResult { Err(HandlerError::retryable("bank down")) }
+    /// async fn refund(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// // Both handlers call the same bank: one breaker for both.
+    /// let bank = Arc::new(CircuitBreaker::new(CircuitBreakerConfig::new(1, Duration::from_secs(30)))?);
+    /// let charge = CircuitBreak::new(charge, Arc::clone(&bank));
+    /// let refund = CircuitBreak::new(refund, bank);
+    /// let _ = invoke(&charge, Event::new("charge", ())?).await;
+    /// let outcome = invoke(&refund, Event::new("refund", ())?).await;
+    /// assert!(matches!(outcome, Err(HandlerError::CircuitOpen)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(inner: H, breaker: Arc<CircuitBreaker>) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -56,11 +77,41 @@ impl<H> CircuitBreak<H> {
     }
 
     /// The breaker.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::{invoke, CircuitBreakerConfig, CircuitState, Event, HandlerError, HandlerResult, Layer};
+    /// use flowgate::middleware::CircuitBreakerLayer;
+    ///
+    /// async fn failing(_: Event<()>) -> HandlerResult { Err(HandlerError::retryable("db down")) }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let layer = CircuitBreakerLayer::new(CircuitBreakerConfig::new(2, Duration::from_secs(30)))?;
+    /// let handler = layer.layer(failing);
+    /// for _ in 0..2 {
+    ///     let _ = invoke(&handler, Event::new("a", ())?).await;
+    /// }
+    /// assert_eq!(handler.breaker().state(), CircuitState::Open);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
 
     /// The wrapped handler.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use flowgate::{CircuitBreaker, CircuitBreakerConfig, Event, HandlerResult};
+    /// use flowgate::middleware::{CircuitBreak, Timeout};
+    /// # async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// # let breaker = Arc::new(CircuitBreaker::new(CircuitBreakerConfig::new(1, Duration::from_secs(30)))?);
+    /// let handler = CircuitBreak::new(Timeout::new(noop, Duration::from_secs(1)), breaker);
+    /// assert_eq!(handler.get_ref().duration(), Duration::from_secs(1));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn get_ref(&self) -> &H {
         &self.inner
     }

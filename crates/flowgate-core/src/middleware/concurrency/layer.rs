@@ -22,11 +22,27 @@ pub struct ConcurrencyLimitLayer {
 
 impl ConcurrencyLimitLayer {
     /// At most `max` invocations at once (0 is raised to 1).
+    ///
+    /// ```
+    /// use flowgate::middleware::ConcurrencyLimitLayer;
+    /// assert_eq!(ConcurrencyLimitLayer::new(4).max(), 4);
+    /// assert_eq!(ConcurrencyLimitLayer::new(0).max(), 1);
+    /// ```
     pub fn new(max: usize) -> Self {
         Self { max: max.max(1) }
     }
 
     /// The cap.
+    ///
+    /// ```
+    /// use flowgate::{Event, HandlerResult, Layer};
+    /// use flowgate::middleware::ConcurrencyLimitLayer;
+    ///
+    /// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let layer = ConcurrencyLimitLayer::new(3);
+    /// let handler = layer.layer(noop);
+    /// assert_eq!(handler.available(), layer.max());
+    /// ```
     pub fn max(&self) -> usize {
         self.max
     }

@@ -43,6 +43,29 @@ impl<H> Clone for ConcurrencyLimit<H> {
 impl<H> ConcurrencyLimit<H> {
     /// Wraps `inner`; `max` of 0 is raised to 1 (a handler that can never run would lose
     /// events).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::{invoke, Event, HandlerResult};
+    /// use flowgate::middleware::ConcurrencyLimit;
+    ///
+    /// async fn takes_1s(_: Event<()>) -> HandlerResult {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let one_at_a_time = ConcurrencyLimit::new(takes_1s, 1);
+    /// let started = tokio::time::Instant::now();
+    /// let (a, b) = tokio::join!(
+    ///     invoke(&one_at_a_time, Event::new("a", ())?),
+    ///     invoke(&one_at_a_time, Event::new("a", ())?),
+    /// );
+    /// assert!(a.is_ok() && b.is_ok());
+    /// assert!(started.elapsed() >= Duration::from_secs(2), "the second waited for the first");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(inner: H, max: usize) -> Self {
         Self::with_semaphore(inner, Arc::new(Semaphore::new(max.max(1))))
     }
@@ -55,11 +78,41 @@ impl<H> ConcurrencyLimit<H> {
     }
 
     /// Permits free now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::{invoke, Event, HandlerResult};
+    /// use flowgate::middleware::ConcurrencyLimit;
+    ///
+    /// async fn takes_1s(_: Event<()>) -> HandlerResult {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let handler = ConcurrencyLimit::new(takes_1s, 2);
+    /// let running = tokio::spawn(invoke(&handler, Event::new("a", ())?));
+    /// tokio::task::yield_now().await; // let it start and take a permit
+    /// assert_eq!(handler.available(), 1);
+    /// assert!(running.await.unwrap().is_ok());
+    /// assert_eq!(handler.available(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn available(&self) -> usize {
         self.permits.available_permits()
     }
 
     /// The wrapped handler.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{Event, HandlerResult};
+    /// use flowgate::middleware::{ConcurrencyLimit, Timeout};
+    /// # async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let handler = ConcurrencyLimit::new(Timeout::new(noop, Duration::from_secs(1)), 2);
+    /// assert_eq!(handler.get_ref().duration(), Duration::from_secs(1));
+    /// ```
     pub fn get_ref(&self) -> &H {
         &self.inner
     }

@@ -7,8 +7,13 @@ use crate::Layer;
 ///
 /// ```
 /// use std::time::Duration;
+/// use flowgate::{Event, HandlerResult, Layer};
 /// use flowgate::middleware::TimeoutLayer;
-/// let _layer = TimeoutLayer::new(Duration::from_millis(500));
+///
+/// async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+/// let layer = TimeoutLayer::new(Duration::from_millis(500));
+/// let handler = layer.layer(noop);
+/// assert_eq!(handler.duration(), Duration::from_millis(500));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
@@ -16,7 +21,24 @@ pub struct TimeoutLayer {
 }
 
 impl TimeoutLayer {
-    /// Handlers time out after `duration`.
+    /// Handlers time out after `duration`; a handler that finishes in time is not affected.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::{invoke, Event, HandlerResult, Layer};
+    /// use flowgate::middleware::TimeoutLayer;
+    ///
+    /// async fn takes_2s(_: Event<()>) -> HandlerResult {
+    ///     tokio::time::sleep(Duration::from_secs(2)).await;
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let handler = TimeoutLayer::new(Duration::from_secs(5)).layer(takes_2s);
+    /// assert!(invoke(&handler, Event::new("a", ())?).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(duration: Duration) -> Self {
         Self { duration }
     }

@@ -31,16 +31,51 @@ pub struct Trace<H> {
 
 impl<H> Trace<H> {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// use flowgate::{invoke, Event, HandlerError, HandlerResult};
+    /// use flowgate::middleware::Trace;
+    ///
+    /// async fn reject(_: Event<()>) -> HandlerResult {
+    ///     Err(HandlerError::permanent("bad input"))
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let handler = Trace::new(reject);
+    /// let outcome = invoke(&handler, Event::new("a", ())?).await;
+    /// assert!(matches!(outcome, Err(HandlerError::Permanent(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(inner: H) -> Self {
         Self { inner }
     }
 
     /// The wrapped handler.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{Event, HandlerResult};
+    /// use flowgate::middleware::{Timeout, Trace};
+    /// # async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let handler = Trace::new(Timeout::new(noop, Duration::from_secs(1)));
+    /// assert_eq!(handler.get_ref().duration(), Duration::from_secs(1));
+    /// ```
     pub fn get_ref(&self) -> &H {
         &self.inner
     }
 
     /// Unwraps the handler.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use flowgate::{Event, HandlerResult};
+    /// use flowgate::middleware::{Timeout, Trace};
+    /// # async fn noop(_: Event<()>) -> HandlerResult { Ok(()) }
+    /// let handler = Trace::new(Timeout::new(noop, Duration::from_secs(1)));
+    /// let timeout: Timeout<_> = handler.into_inner();
+    /// assert_eq!(timeout.duration(), Duration::from_secs(1));
+    /// ```
     pub fn into_inner(self) -> H {
         self.inner
     }
