@@ -20,6 +20,7 @@ use crate::error::{HandlerFailure, HandlerFailures};
 use crate::gate::{Enter, Gate};
 use crate::pool::{run_worker, Interrupted, Task, WorkerContext};
 use crate::registry::{Deliver, Entry, Registry};
+use crate::room::Room;
 use crate::stats::Counters;
 use crate::subscription::Unsubscribe;
 use crate::{EmitError, EmitterError, EmitterStats, Subscription, SubscriptionId};
@@ -273,7 +274,9 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
         let counters = Arc::new(Counters::new(self.workers));
         let interrupted = Arc::new(Mutex::new(Vec::new()));
         let registry = Arc::new(Registry::new());
+        let room = Arc::new(Room::default());
         let context = Arc::new(WorkerContext {
+            room: Arc::clone(&room),
             registry: Arc::clone(&registry),
             queue: queue.clone(),
             counters: Arc::clone(&counters),
@@ -287,6 +290,7 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
         Ok(Emitter {
             shared: Arc::new(Shared {
                 registry,
+                room,
                 counters,
                 sender,
                 queue,
@@ -370,6 +374,8 @@ impl<T> fmt::Debug for Emitter<T> {
 
 struct Shared<T> {
     registry: Arc<Registry<T>>,
+    /// Where blocked `emit_async` calls wait for a worker to take an event.
+    room: Arc<Room>,
     counters: Arc<Counters>,
     sender: Sender<Task<T>>,
     /// A receiver kept to read the depth and to collect what was never run at shutdown.
@@ -702,18 +708,22 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             Err(TrySendError::Full(task)) => match shared.backpressure {
                 Backpressure::Reject => refused(task, EmitError::QueueFull),
                 Backpressure::Block { max_wait } => {
-                    let Task::Run(event) = task else {
-                        unreachable!("emit_async only sends Task::Run")
-                    };
-                    let kept = event.clone();
-                    let send = shared.sender.send_async(Task::Run(event));
-                    match tokio::time::timeout(max_wait, send).await {
+                    let deadline = Instant::now() + max_wait;
+                    let sent = shared
+                        .room
+                        .wait_for_room(task, deadline, |task| match shared.sender.try_send(task) {
+                            Ok(()) => Ok(Ok(())),
+                            Err(TrySendError::Full(task)) => Err(task),
+                            Err(TrySendError::Disconnected(task)) => Ok(Err(task)),
+                        })
+                        .await;
+                    match sent {
                         Ok(Ok(())) => {
                             Counters::add(&counters.emitted, 1);
                             return Ok(());
                         }
-                        Ok(Err(_disconnected)) => EmitError::ShutDown(kept),
-                        Err(_elapsed) => EmitError::Timeout(kept),
+                        Ok(Err(task)) => refused(task, EmitError::ShutDown),
+                        Err(task) => refused(task, EmitError::Timeout),
                     }
                 }
             },
@@ -793,6 +803,7 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         let mut not_run = Vec::new();
         loop {
             not_run.extend(shared.queue.drain().filter_map(Task::into_event));
+            shared.room.emptied();
             if shared.submit_gate.inside() == 0 && shared.queue.is_empty() {
                 break;
             }

@@ -48,6 +48,7 @@ pub mod gate;
 mod pool;
 #[doc(hidden)]
 pub mod registry;
+mod room;
 mod stats;
 mod subscription;
 

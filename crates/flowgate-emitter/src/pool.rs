@@ -22,6 +22,7 @@ use flowgate_core::{DeadLetter, DeadLetterSink, Event, HandlerError, RetryPolicy
 use flume::Receiver;
 
 use crate::registry::{Deliver, Entry, Registry, Snapshot};
+use crate::room::Room;
 use crate::stats::{Counters, WorkerCounters};
 
 /// What the queue carries.
@@ -81,6 +82,8 @@ impl<T> fmt::Debug for Interrupted<T> {
 /// What every worker shares.
 pub(crate) struct WorkerContext<T> {
     pub(crate) registry: Arc<Registry<T>>,
+    /// Told after every take, so blocked producers retry.
+    pub(crate) room: Arc<Room>,
     pub(crate) queue: Receiver<Task<T>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) retry: RetryPolicy,
@@ -100,6 +103,7 @@ pub(crate) async fn run_worker<T: Send + Sync + 'static>(
     };
     let mut snapshot = SnapshotCache::default();
     while let Ok(Task::Run(event)) = context.queue.recv_async().await {
+        context.room.taken();
         let snapshot = snapshot.current(&context.registry);
         let mut progress = Progress::start(&context, counters, &event, snapshot);
         for entry in snapshot.matching(event.kind()) {
