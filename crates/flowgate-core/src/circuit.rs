@@ -183,7 +183,22 @@ enum State {
 pub struct CircuitBreaker {
     config: CircuitBreakerConfig,
     /// Changed only by `try_acquire` and by permits settling.
-    state: Mutex<State>,
+    state: Mutex<Locked>,
+}
+
+/// The state and the number of the period it is in: every change of state starts a new
+/// period, and a permit settles only in the period that granted it.
+#[derive(Debug)]
+struct Locked {
+    state: State,
+    period: u64,
+}
+
+impl Locked {
+    fn enter(&mut self, state: State) {
+        self.state = state;
+        self.period += 1;
+    }
 }
 
 impl CircuitBreaker {
@@ -210,8 +225,11 @@ impl CircuitBreaker {
     pub(crate) fn from_validated(config: CircuitBreakerConfig) -> Self {
         Self {
             config,
-            state: Mutex::new(State::Closed {
-                consecutive_failures: 0,
+            state: Mutex::new(Locked {
+                state: State::Closed {
+                    consecutive_failures: 0,
+                },
+                period: 0,
             }),
         }
     }
@@ -233,7 +251,7 @@ impl CircuitBreaker {
     /// # }
     /// ```
     pub fn state(&self) -> CircuitState {
-        match *self.state.lock() {
+        match self.state.lock().state {
             State::Closed { .. } => CircuitState::Closed,
             State::Open { until } if Instant::now() < until => CircuitState::Open,
             State::Open { .. } | State::HalfOpen { .. } => CircuitState::HalfOpen,
@@ -255,16 +273,16 @@ impl CircuitBreaker {
     /// # Ok::<(), flowgate::CoreError>(())
     /// ```
     pub fn try_acquire(&self) -> Option<CircuitPermit<'_>> {
-        let mut state = self.state.lock();
-        let probe = match *state {
+        let mut locked = self.state.lock();
+        let probe = match locked.state {
             State::Closed { .. } => false,
             State::Open { until } => {
                 if Instant::now() < until {
                     return None;
                 }
-                *state = State::HalfOpen {
+                locked.enter(State::HalfOpen {
                     probes_in_flight: 1,
-                };
+                });
                 true
             }
             State::HalfOpen {
@@ -280,18 +298,27 @@ impl CircuitBreaker {
         Some(CircuitPermit {
             breaker: self,
             probe,
+            period: locked.period,
             settled: false,
         })
     }
 
-    fn settle(&self, probe: bool, outcome: Option<bool>) {
-        let mut state = self.state.lock();
-        match (&mut *state, outcome) {
-            (State::Closed { .. }, Some(true)) => {
-                *state = State::Closed {
-                    consecutive_failures: 0,
-                };
-            }
+    fn settle(&self, permit: &CircuitPermit<'_>, outcome: Option<bool>) {
+        let mut locked = self.state.lock();
+        if locked.period != permit.period {
+            // Granted in an earlier period (e.g. while closed, settled after the circuit
+            // opened, or a probe settled after another probe closed it): it says nothing
+            // about the current period.
+            return;
+        }
+        let open = self.open_state();
+        match (&mut locked.state, outcome) {
+            (
+                State::Closed {
+                    consecutive_failures,
+                },
+                Some(true),
+            ) => *consecutive_failures = 0,
             (
                 State::Closed {
                     consecutive_failures,
@@ -300,23 +327,19 @@ impl CircuitBreaker {
             ) => {
                 *consecutive_failures += 1;
                 if *consecutive_failures >= self.config.failure_threshold {
-                    *state = self.open_state();
+                    locked.enter(open);
                 }
             }
-            (State::HalfOpen { .. }, Some(true)) if probe => {
-                *state = State::Closed {
+            (State::HalfOpen { .. }, Some(true)) if permit.probe => {
+                locked.enter(State::Closed {
                     consecutive_failures: 0,
-                };
+                });
             }
-            (State::HalfOpen { .. }, Some(false)) if probe => {
-                *state = self.open_state();
-            }
-            (State::HalfOpen { probes_in_flight }, None) if probe => {
+            (State::HalfOpen { .. }, Some(false)) if permit.probe => locked.enter(open),
+            (State::HalfOpen { probes_in_flight }, None) if permit.probe => {
                 *probes_in_flight = probes_in_flight.saturating_sub(1);
             }
-            // A permit from an earlier state (e.g. granted while closed, settled after the
-            // circuit opened) does not move the current state; an abandoned closed-state
-            // permit counts as nothing.
+            // An abandoned closed-state permit counts as nothing.
             _ => {}
         }
     }
@@ -356,6 +379,8 @@ impl CircuitBreaker {
 pub struct CircuitPermit<'a> {
     breaker: &'a CircuitBreaker,
     probe: bool,
+    /// The breaker's period when this permit was granted.
+    period: u64,
     settled: bool,
 }
 
@@ -375,7 +400,7 @@ impl CircuitPermit<'_> {
     /// ```
     pub fn success(mut self) {
         self.settled = true;
-        self.breaker.settle(self.probe, Some(true));
+        self.breaker.settle(&self, Some(true));
     }
 
     /// The call failed. Enough consecutive failures open the circuit; a half-open probe's
@@ -398,14 +423,14 @@ impl CircuitPermit<'_> {
     /// ```
     pub fn failure(mut self) {
         self.settled = true;
-        self.breaker.settle(self.probe, Some(false));
+        self.breaker.settle(&self, Some(false));
     }
 }
 
 impl Drop for CircuitPermit<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.breaker.settle(self.probe, None);
+            self.breaker.settle(self, None);
         }
     }
 }
@@ -455,6 +480,30 @@ mod tests {
             b.state(),
             CircuitState::Open,
             "a stale probe does not close it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permit_settles_only_in_the_period_that_granted_it() {
+        let b = breaker(2, 2);
+        let old = b.try_acquire().unwrap(); // granted while closed, period 0
+        b.try_acquire().unwrap().failure();
+        b.try_acquire().unwrap().failure();
+        assert_eq!(b.state(), CircuitState::Open);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let p1 = b.try_acquire().unwrap();
+        let p2 = b.try_acquire().unwrap();
+        p1.success();
+        assert_eq!(b.state(), CircuitState::Closed);
+        // A second probe failing after the first one closed the circuit is stale...
+        p2.failure();
+        // ...and so is the permit from before the circuit opened.
+        old.failure();
+        b.try_acquire().unwrap().failure();
+        assert_eq!(
+            b.state(),
+            CircuitState::Closed,
+            "only one failure counts in the new closed period"
         );
     }
 

@@ -60,7 +60,8 @@ fn check_length(name: &str) -> Result<(), &'static str> {
 
 /// A validated event type name such as `order.created`.
 ///
-/// Cheap to clone (one reference count). See the [module docs](self) for the syntax.
+/// Dot-separated segments of ASCII letters, digits, `_` or `-`, at most [`MAX_NAME_LEN`]
+/// bytes, case-sensitive. Cheap to clone (one reference count).
 ///
 /// ```
 /// use flowgate::EventType;
@@ -243,8 +244,18 @@ enum Segment {
 
 /// A subscription pattern over event type names, such as `order.*` or `order.>`.
 ///
-/// A pattern without wildcards matches exactly one name. See the [module docs](self) for the
-/// syntax.
+/// A pattern without wildcards matches exactly one name.
+///
+/// | pattern          | matches                                   | does not match        |
+/// |------------------|-------------------------------------------|-----------------------|
+/// | `order.created`  | `order.created`                           | `order.created.v2`    |
+/// | `order.*`        | `order.created`, `order.paid`             | `order`, `order.a.b`  |
+/// | `*.created`      | `order.created`, `user.created`           | `a.b.created`         |
+/// | `order.>`        | `order.created`, `order.line.added`       | `order`               |
+/// | `>`              | every name                                |                       |
+///
+/// `*` stands for exactly one segment, anywhere; `>` stands for one or more trailing segments and
+/// may only be the last segment.
 ///
 /// ```
 /// use flowgate::Pattern;

@@ -3,7 +3,8 @@
 //! A [`Layer`] takes a handler and returns a new handler that wraps it. Logging, timeouts,
 //! concurrency caps, circuit breaking and metrics are all layers; none is a special case of
 //! the delivery path. Each layer comes as two types: `XLayer` (the configuration, `Clone`)
-//! builds `X<H>` (the wrapping handler, with `get_ref` / `into_inner`).
+//! builds `X<H>` (the wrapping handler, with `get_ref`, and `into_inner` where the wrapper owns
+//! the handler outright; `CircuitBreak` and `ConcurrencyLimit` share it behind an `Arc`).
 //!
 //! Layers compose with [`Layers`]: **the first layer added is the outermost**, so it sees
 //! the event first and the outcome last.

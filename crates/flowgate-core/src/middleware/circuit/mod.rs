@@ -4,6 +4,11 @@
 //!
 //! Only retryable errors count as failures: a permanent error says the event was bad, not that
 //! the handler's dependency is down.
+//!
+//! Layer order matters: a [`TimeoutLayer`](crate::middleware::TimeoutLayer) *inside* the
+//! breaker (added after it) turns a slow call into a failure the breaker counts; one *outside*
+//! it cancels the breaker's call together with the handler, and a cancelled call counts as
+//! neither success nor failure. Put the timeout inside when slowness should open the circuit.
 
 mod layer;
 
@@ -125,7 +130,8 @@ impl<T: Send + Sync + 'static, H: Handler<T>> Handler<T> for CircuitBreak<H> {
             let Some(permit) = breaker.try_acquire() else {
                 return Err(HandlerError::CircuitOpen);
             };
-            let result = inner.call(event).await;
+            // Through `invoke`, so a panic counts as the failure it is.
+            let result = crate::invoke(&*inner, event).await;
             match &result {
                 Err(error) if error.is_retryable() => permit.failure(),
                 _ => permit.success(),

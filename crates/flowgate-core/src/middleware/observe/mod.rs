@@ -176,7 +176,8 @@ where
     fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
         let kind = event.kind().clone();
         let event_id = event.id();
-        let inner = self.inner.call(event);
+        // Through `invoke`, so a panic is observed as the failure it is.
+        let inner = crate::invoke(&self.inner, event);
         let observer = Arc::clone(&self.observer);
         Box::pin(async move {
             let started = tokio::time::Instant::now();

@@ -89,14 +89,21 @@ impl<T, H: Handler<T>> Handler<T> for Trace<H> {
             event_id = %event.id(),
             key = event.key().map(crate::Key::as_str),
         );
-        let inner = span.in_scope(|| self.inner.call(event));
+        // Through `invoke`, so a panic is logged as the failure it is.
+        let inner = span.in_scope(|| crate::invoke(&self.inner, event));
         Box::pin(
             async move {
                 let result = inner.await;
                 match &result {
                     Ok(()) => tracing::debug!("handled"),
                     Err(error) => {
-                        tracing::warn!(%error, retryable = error.is_retryable(), "handler failed");
+                        let cause = std::error::Error::source(error).map(ToString::to_string);
+                        tracing::warn!(
+                            %error,
+                            cause,
+                            retryable = error.is_retryable(),
+                            "handler failed"
+                        );
                     }
                 }
                 result
