@@ -277,6 +277,7 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
         let room = Arc::new(Room::default());
         let context = Arc::new(WorkerContext {
             room: Arc::clone(&room),
+            room_batch: Room::batch(self.queue_capacity, self.workers),
             registry: Arc::clone(&registry),
             queue: queue.clone(),
             counters: Arc::clone(&counters),

@@ -82,8 +82,9 @@ impl<T> fmt::Debug for Interrupted<T> {
 /// What every worker shares.
 pub(crate) struct WorkerContext<T> {
     pub(crate) registry: Arc<Registry<T>>,
-    /// Told after every take, so blocked producers retry.
+    /// Told after every `room_batch` takes, so blocked producers retry.
     pub(crate) room: Arc<Room>,
+    pub(crate) room_batch: usize,
     pub(crate) queue: Receiver<Task<T>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) retry: RetryPolicy,
@@ -102,8 +103,13 @@ pub(crate) async fn run_worker<T: Send + Sync + 'static>(
         return;
     };
     let mut snapshot = SnapshotCache::default();
+    let mut takes = 0;
     while let Ok(Task::Run(event)) = context.queue.recv_async().await {
-        context.room.taken();
+        takes += 1;
+        if takes >= context.room_batch {
+            takes = 0;
+            context.room.taken();
+        }
         let snapshot = snapshot.current(&context.registry);
         let mut progress = Progress::start(&context, counters, &event, snapshot);
         for entry in snapshot.matching(event.kind()) {

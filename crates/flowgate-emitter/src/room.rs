@@ -6,10 +6,12 @@
 //! and sleeps until a worker signals room or its deadline passes; whatever the outcome, the
 //! event was either in the queue (accepted) or in the producer's hands (refused), never both.
 //!
-//! Invariant: a producer counted in `waiting` that saw the queue full is woken by the next
-//! worker to take an event. The producer counts itself and registers its waker *before* it
-//! retries; the worker takes the event (under the channel's lock) *before* it reads the count,
-//! so either the retry sees the freed slot or the worker sees the waiting producer.
+//! Invariant: a producer counted in `waiting` that saw the queue full is woken before the queue
+//! runs empty, as long as workers keep taking. Each worker calls [`Room::taken`] after every
+//! `batch` takes; from a full queue, fewer than `workers * batch <= capacity` takes can pass
+//! before one of them does. The producer counts itself and registers its waker *before* it
+//! retries; the worker takes events (under the channel's lock) *before* it reads the count,
+//! so either the retry sees the freed slots or the worker sees the waiting producer.
 
 use std::pin::pin;
 
@@ -25,14 +27,26 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    /// Called by a worker after it took an event: wakes one waiting producer, if any.
+    /// Called by a worker after it took `batch` events since its last call: wakes every
+    /// waiting producer, if any.
+    ///
+    /// Workers call this once per `batch` takes (see [`Room::batch`]) instead of on every take,
+    /// so that a blocked producer refills the queue in one go instead of being woken once per
+    /// freed slot.
     #[inline]
     pub(crate) fn taken(&self) {
-        // SeqCst: orders this read after the take, against the producer's SeqCst increment
+        // SeqCst: orders this read after the takes, against the producer's SeqCst increment
         // before its retry (see the module docs).
         if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.freed.notify_one();
+            self.freed.notify_waiters();
         }
+    }
+
+    /// How many takes a worker counts before it calls [`taken`](Self::taken), for a queue of
+    /// `capacity` shared by `workers` workers: small enough that, from a full queue, some
+    /// worker reaches it before the queue is empty (`workers * (batch - 1) < capacity`).
+    pub(crate) fn batch(capacity: usize, workers: usize) -> usize {
+        (capacity / workers.max(1) / 4).max(1)
     }
 
     /// Called by shutdown after it emptied the queue: wakes every waiting producer.

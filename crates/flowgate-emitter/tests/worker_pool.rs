@@ -319,6 +319,51 @@ async fn block_waits_at_most_max_wait_and_reject_refuses_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn blocked_producers_are_woken_as_workers_free_room() {
+    // Workers wake blocked producers in batches; a wake-up that never came would leave a
+    // producer waiting until its hour-long deadline, which the paused clock would jump to.
+    let emitter = Emitter::<u32>::builder()
+        .workers(3)
+        .queue_capacity(8)
+        .backpressure(Backpressure::Block {
+            max_wait: Duration::from_secs(3600),
+        })
+        .build()
+        .unwrap();
+    let _sub = emitter
+        .on("job", |_: Event<u32>| async {
+            tokio::task::yield_now().await;
+            Ok(())
+        })
+        .unwrap();
+    let started = Instant::now();
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            let emitter = emitter.clone();
+            tokio::spawn(async move {
+                for n in 0..500 {
+                    emitter
+                        .emit_async(Event::new("job", p * 1000 + n).unwrap())
+                        .await
+                        .expect("accepted within the wait");
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a producer waited for its deadline: {:?}",
+        started.elapsed()
+    );
+    let report = within("shutdown", emitter.shutdown(Duration::from_secs(10))).await;
+    assert!(report.is_complete());
+    assert_eq!(report.stats.handled, 1500);
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_reports_every_accepted_event_that_did_not_run() {
     let emitter = Emitter::<u32>::builder()
         .workers(1)
