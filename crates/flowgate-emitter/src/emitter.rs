@@ -665,7 +665,9 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     /// Once this returns `Ok`, the event is accepted: every handler subscribed when this call
     /// began (and not unsubscribed since) runs it, with retries and dead letters per the
     /// emitter's policies, or [`shutdown`](Self::shutdown) reports it. Dropping anything after
-    /// `Ok` never cancels the delivery. An `Err` means not accepted; the error hands the event
+    /// `Ok` never cancels the delivery. (A worker routes the event when it takes it, so a
+    /// handler subscribed in between may get it too.) An `Err` means not accepted; the error
+    /// hands the event
     /// back.
     ///
     /// # Errors
