@@ -311,7 +311,6 @@ impl CircuitBreaker {
             // about the current period.
             return;
         }
-        let open = self.open_state();
         match (&mut locked.state, outcome) {
             (
                 State::Closed {
@@ -327,7 +326,7 @@ impl CircuitBreaker {
             ) => {
                 *consecutive_failures += 1;
                 if *consecutive_failures >= self.config.failure_threshold {
-                    locked.enter(open);
+                    locked.enter(self.open_state());
                 }
             }
             (State::HalfOpen { .. }, Some(true)) if permit.probe => {
@@ -335,7 +334,9 @@ impl CircuitBreaker {
                     consecutive_failures: 0,
                 });
             }
-            (State::HalfOpen { .. }, Some(false)) if permit.probe => locked.enter(open),
+            (State::HalfOpen { .. }, Some(false)) if permit.probe => {
+                locked.enter(self.open_state());
+            }
             (State::HalfOpen { probes_in_flight }, None) if permit.probe => {
                 *probes_in_flight = probes_in_flight.saturating_sub(1);
             }
@@ -345,9 +346,12 @@ impl CircuitBreaker {
     }
 
     fn open_state(&self) -> State {
-        State::Open {
-            until: Instant::now() + self.config.open_for,
-        }
+        let now = Instant::now();
+        // An `open_for` too large to add means "open for good" (until far in the future).
+        let until = now
+            .checked_add(self.config.open_for)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        State::Open { until }
     }
 }
 

@@ -170,3 +170,21 @@ impl HandlerError {
         matches!(self, Self::Panicked { .. })
     }
 }
+
+/// Bad input met inside a handler (say, building a follow-up event with an invalid type name)
+/// is a permanent failure: retrying the same event cannot fix it. This lets handlers use `?`
+/// on core constructors.
+///
+/// ```
+/// use flowgate::{Event, HandlerError};
+///
+/// fn follow_up() -> Result<Event<u32>, HandlerError> {
+///     Ok(Event::new("not a valid name", 1)?)
+/// }
+/// assert!(matches!(follow_up(), Err(HandlerError::Permanent(_))));
+/// ```
+impl From<CoreError> for HandlerError {
+    fn from(error: CoreError) -> Self {
+        Self::Permanent(Box::new(error))
+    }
+}

@@ -1,18 +1,19 @@
 //! The emitter handle, its builder, and subscription builder.
 
 use std::fmt;
+use std::pin::pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use flowgate_core::middleware::{ConcurrencyLimitLayer, Identity, Stack};
-use flowgate_core::sync::atomic::Ordering;
+use flowgate_core::middleware::{Identity, Stack};
+use flowgate_core::sync::atomic::{AtomicBool, Ordering};
 use flowgate_core::sync::Mutex;
 use flowgate_core::{
     BoxHandler, DeadLetterSink, Event, Handler, HandlerError, Layer, LogDeadLetters, Pattern,
     RetryPolicy,
 };
 use flume::{Sender, TrySendError};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -20,10 +21,15 @@ use crate::error::{HandlerFailure, HandlerFailures};
 use crate::gate::{Enter, Gate};
 use crate::pool::{run_worker, Interrupted, Task, WorkerContext};
 use crate::registry::{Deliver, Entry, Registry};
-use crate::room::Room;
+use crate::room::{Admission, Room, Try};
 use crate::stats::Counters;
 use crate::subscription::Unsubscribe;
 use crate::{EmitError, EmitterError, EmitterStats, Subscription, SubscriptionId};
+
+/// The most workers an emitter accepts.
+const MAX_WORKERS: usize = 1 << 16;
+/// The largest queue an emitter accepts.
+const MAX_QUEUE_CAPACITY: usize = 1 << 28;
 
 /// What `emit_async` does when the queue is full.
 ///
@@ -261,6 +267,19 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
                 reason: "must be at least 1; use 1 for strictly sequential emit_async handling",
             });
         }
+        if self.workers > MAX_WORKERS {
+            return Err(EmitterError::InvalidConfig {
+                setting: "workers",
+                reason: "must be at most 65,536; a worker is a task, and more of them than that only adds contention",
+            });
+        }
+        if self.queue_capacity > MAX_QUEUE_CAPACITY {
+            return Err(EmitterError::InvalidConfig {
+                setting: "queue_capacity",
+                reason:
+                    "must be at most 2^28 events; a bounded queue that large bounds nothing useful",
+            });
+        }
         if self.queue_capacity == 0 {
             return Err(EmitterError::InvalidConfig {
                 setting: "queue_capacity",
@@ -297,6 +316,8 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
                 queue,
                 submit_gate: Gate::new(),
                 submitters_left: Notify::new(),
+                drained_flag: AtomicBool::new(false),
+                drained: Notify::new(),
                 workers: Mutex::new(workers),
                 interrupted,
                 backpressure: self.backpressure,
@@ -316,7 +337,9 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
 ///
 /// Cloning an `Emitter` gives another handle to the same emitter. When the last handle is
 /// dropped without [`shutdown`](Self::shutdown), the workers are stopped at once and what they
-/// had not run is logged as lost; call `shutdown` to drain and get a report instead.
+/// had not run is logged as lost; call `shutdown` to drain and get a report instead. A handler
+/// that emits follow-up events should hold a [`WeakEmitter`] (from
+/// [`downgrade`](Self::downgrade)): holding an `Emitter` would keep it alive for ever.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -373,6 +396,71 @@ impl<T> fmt::Debug for Emitter<T> {
     }
 }
 
+/// A handle that does not keep the emitter alive: what a handler should hold when it emits
+/// follow-up events (a handler holding an [`Emitter`] would keep the emitter, and its
+/// workers, alive for ever).
+///
+/// ```
+/// use flowgate::{Emitter, Event};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emitter = Emitter::<u32>::builder().build()?;
+/// let weak = emitter.downgrade();
+/// emitter
+///     .on("order.placed", move |event: Event<u32>| {
+///         let weak = weak.clone();
+///         async move {
+///             if let Some(emitter) = weak.upgrade() {
+///                 let _ = emitter.emit_async(Event::new("invoice.due", *event.payload())?).await;
+///             }
+///             Ok(())
+///         }
+///     })?
+///     .detach();
+/// emitter.emit(Event::new("order.placed", 1)?).await?;
+/// let weak = emitter.downgrade();
+/// drop(emitter);
+/// assert!(weak.upgrade().is_none(), "the handler's weak handle did not keep it alive");
+/// # Ok(())
+/// # }
+/// ```
+pub struct WeakEmitter<T> {
+    shared: Weak<Shared<T>>,
+}
+
+impl<T> Clone for WeakEmitter<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Weak::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> fmt::Debug for WeakEmitter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakEmitter")
+            .field("alive", &(self.shared.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl<T> WeakEmitter<T> {
+    /// The emitter, if a strong handle still exists.
+    ///
+    /// ```
+    /// # use flowgate::Emitter;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// assert!(emitter.downgrade().upgrade().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn upgrade(&self) -> Option<Emitter<T>> {
+        self.shared.upgrade().map(|shared| Emitter { shared })
+    }
+}
+
 struct Shared<T> {
     registry: Arc<Registry<T>>,
     /// Where blocked `emit_async` calls wait for a worker to take an event.
@@ -385,6 +473,9 @@ struct Shared<T> {
     submit_gate: Gate,
     /// Woken when the last `emit_async` inside a closed submit gate leaves.
     submitters_left: Notify,
+    /// Set and woken when the first shutdown call finished draining.
+    drained_flag: AtomicBool,
+    drained: Notify,
     /// Taken by the first shutdown (or by drop).
     workers: Mutex<Vec<JoinHandle<()>>>,
     interrupted: Arc<Mutex<Vec<Interrupted<T>>>>,
@@ -396,39 +487,80 @@ struct Shared<T> {
 impl<T> Shared<T> {
     fn leave_submit_gate(&self) {
         if self.submit_gate.leave() {
-            self.submitters_left.notify_one();
+            self.submitters_left.notify_waiters();
         }
+    }
+
+    /// Counts a refused `emit_async` and builds its error (the task is always a `Run`).
+    fn refuse(&self, task: Task<T>, error: fn(Event<T>) -> EmitError<T>) -> EmitError<T> {
+        Counters::add(&self.counters.rejected, 1);
+        match task.into_event() {
+            Some(event) => error(event),
+            None => unreachable!("emit_async only sends Task::Run"),
+        }
+    }
+
+    /// Waits until the first shutdown call has drained the pool.
+    async fn wait_drained(&self) {
+        loop {
+            let mut drained = pin!(self.drained.notified());
+            drained.as_mut().enable();
+            if self.drained_flag.load(Ordering::Acquire) {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    fn mark_drained(&self) {
+        // Release: pairs with the Acquire load in `wait_drained`.
+        self.drained_flag.store(true, Ordering::Release);
+        self.drained.notify_waiters();
     }
 }
 
 impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
-        let workers = std::mem::take(&mut *self.workers.lock());
-        if workers.is_empty() {
-            return;
-        }
-        for worker in &workers {
+        for worker in std::mem::take(&mut *self.workers.lock()) {
             worker.abort();
         }
-        let queued = self.queue.len();
+        let queued = self.queue.drain().filter_map(Task::into_event).count();
         if queued > 0 {
             tracing::warn!(
                 queued,
-                "emitter dropped without shutdown: {queued} queued events will not run; call Emitter::shutdown to drain and get them back"
+                "emitter dropped with {queued} accepted events that will not run; call Emitter::shutdown to drain and get them back"
             );
         }
     }
 }
 
-/// Leaves the submit gate when an `emit_async` call ends, however it ends.
-struct Submitting<'a, T> {
+/// The worker handles, out of `Shared` while a shutdown joins them. Whatever is not finished
+/// when this is dropped (a cancelled shutdown, or the worker running the shutdown call) goes
+/// back to `Shared`, so that the emitter's drop still stops it.
+struct TakenWorkers<'a, T> {
     shared: &'a Shared<T>,
+    handles: Vec<JoinHandle<()>>,
 }
 
-impl<T> Drop for Submitting<'_, T> {
-    fn drop(&mut self) {
-        self.shared.leave_submit_gate();
+impl<'a, T> TakenWorkers<'a, T> {
+    fn take(shared: &'a Shared<T>) -> Self {
+        let handles = std::mem::take(&mut *shared.workers.lock());
+        Self { shared, handles }
     }
+}
+
+impl<T> Drop for TakenWorkers<'_, T> {
+    fn drop(&mut self) {
+        let unfinished = self.handles.drain(..).filter(|w| !w.is_finished());
+        self.shared.workers.lock().extend(unfinished);
+    }
+}
+
+/// `now + wait`, or a far-off instant when that overflows (`Duration::MAX` means "no limit").
+fn deadline_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// A successful inline emit.
@@ -691,48 +823,54 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     pub async fn emit_async(&self, event: Event<T>) -> Result<(), EmitError<T>> {
         let shared = &*self.shared;
         let counters = &*shared.counters;
-        match shared.submit_gate.try_enter() {
-            Enter::Entered => {}
+        // The fast path: one synchronous hand-off inside the submit gate, with no await inside,
+        // so shutdown never waits long for it.
+        let task = match shared.submit_gate.try_enter() {
+            Enter::Entered => {
+                let sent = shared.sender.try_send(Task::Run(event));
+                shared.leave_submit_gate();
+                match sent {
+                    Ok(()) => {
+                        Counters::add(&counters.emitted, 1);
+                        return Ok(());
+                    }
+                    Err(TrySendError::Full(task)) => task,
+                    Err(TrySendError::Disconnected(task)) => {
+                        return Err(shared.refuse(task, EmitError::ShutDown));
+                    }
+                }
+            }
             Enter::Refused { last_out } => {
                 if last_out {
-                    shared.submitters_left.notify_one();
+                    shared.submitters_left.notify_waiters();
                 }
                 Counters::add(&counters.rejected, 1);
                 return Err(EmitError::ShutDown(event));
             }
-        }
-        let _submitting = Submitting { shared };
-        let refused = match shared.sender.try_send(Task::Run(event)) {
-            Ok(()) => {
-                Counters::add(&counters.emitted, 1);
-                return Ok(());
-            }
-            Err(TrySendError::Disconnected(task)) => refused(task, EmitError::ShutDown),
-            Err(TrySendError::Full(task)) => match shared.backpressure {
-                Backpressure::Reject => refused(task, EmitError::QueueFull),
-                Backpressure::Block { max_wait } => {
-                    let deadline = Instant::now() + max_wait;
-                    let sent = shared
-                        .room
-                        .wait_for_room(task, deadline, |task| match shared.sender.try_send(task) {
-                            Ok(()) => Ok(Ok(())),
-                            Err(TrySendError::Full(task)) => Err(task),
-                            Err(TrySendError::Disconnected(task)) => Ok(Err(task)),
-                        })
-                        .await;
-                    match sent {
-                        Ok(Ok(())) => {
-                            Counters::add(&counters.emitted, 1);
-                            return Ok(());
-                        }
-                        Ok(Err(task)) => refused(task, EmitError::ShutDown),
-                        Err(task) => refused(task, EmitError::Timeout),
-                    }
-                }
-            },
         };
-        Counters::add(&counters.rejected, 1);
-        Err(refused)
+        let Backpressure::Block { max_wait } = shared.backpressure else {
+            return Err(shared.refuse(task, EmitError::QueueFull));
+        };
+        // The slow path waits outside the gate; the room's door keeps it out of the queue once
+        // shutdown has begun.
+        let admission = shared
+            .room
+            .wait_for_room(task, deadline_after(max_wait), |task| {
+                match shared.sender.try_send(task) {
+                    Ok(()) => Try::Sent,
+                    Err(TrySendError::Full(task)) => Try::Full(task),
+                    Err(TrySendError::Disconnected(task)) => Try::Closed(task),
+                }
+            })
+            .await;
+        match admission {
+            Admission::Sent => {
+                Counters::add(&counters.emitted, 1);
+                Ok(())
+            }
+            Admission::Closed(task) => Err(shared.refuse(task, EmitError::ShutDown)),
+            Admission::TimedOut(task) => Err(shared.refuse(task, EmitError::Timeout)),
+        }
     }
 
     /// Stops accepting events, lets the workers finish what is queued and running for at most
@@ -765,59 +903,109 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     /// ```
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport<T> {
         let shared = &*self.shared;
-        let end = Instant::now() + deadline;
-        shared.submit_gate.close();
-        // Hand-offs in progress finish first, so none can land after the queue is collected.
+        let end = deadline_after(deadline);
+        let first = shared.submit_gate.close();
+        shared.room.close();
+        if !first {
+            // Another call is draining; wait for it (within this call's own deadline).
+            let _ = tokio::time::timeout_at(end, shared.wait_drained()).await;
+            return self.empty_report();
+        }
+        // Hand-offs inside the gate take no await, so this wait is brief; after it, and with
+        // the room's door closed, nothing more can enter the queue.
         while shared.submit_gate.inside() > 0 {
-            if tokio::time::timeout_at(end, shared.submitters_left.notified())
-                .await
-                .is_err()
-            {
+            let mut left = pin!(shared.submitters_left.notified());
+            // Registered before the re-check, so the last leaver's wake-up cannot be missed.
+            left.as_mut().enable();
+            if shared.submit_gate.inside() == 0 {
                 break;
             }
+            left.await;
         }
-        // One stop per worker, queued behind every accepted job: the workers drain, then stop.
-        let mut workers = std::mem::take(&mut *shared.workers.lock());
+        let report = self.drain(end).await;
+        shared.mark_drained();
+        report
+    }
+
+    /// The draining half of [`shutdown`](Self::shutdown), run by its first caller.
+    async fn drain(&self, end: Instant) -> ShutdownReport<T> {
+        let shared = &*self.shared;
+        // Put back, on every way out (cancellation included), the workers not yet finished, so
+        // that a later shutdown or the emitter's drop still stops them.
+        let mut workers = TakenWorkers::take(shared);
+        // A handler that calls shutdown runs on a worker: that worker is not waited for (it
+        // would wait for itself); it stops after its handler returns.
+        let caller = tokio::task::try_id();
+        let is_caller = |worker: &JoinHandle<()>| Some(worker.id()) == caller;
+        // One stop per worker, queued behind every accepted event: the workers drain, then stop.
         let mut deadline_expired = false;
-        for _ in 0..workers.len() {
+        for _ in 0..workers.handles.len() {
             let stop = shared.sender.send_async(Task::Stop);
             if !matches!(tokio::time::timeout_at(end, stop).await, Ok(Ok(()))) {
                 deadline_expired = true;
                 break;
             }
         }
-        for worker in &mut workers {
-            if deadline_expired || tokio::time::timeout_at(end, worker).await.is_err() {
-                deadline_expired = true;
+        for worker in &mut workers.handles {
+            if deadline_expired {
                 break;
+            }
+            if is_caller(worker) {
+                continue;
+            }
+            if tokio::time::timeout_at(end, worker).await.is_err() {
+                deadline_expired = true;
             }
         }
         if deadline_expired {
-            for worker in &workers {
+            for worker in workers.handles.iter().filter(|w| !is_caller(w)) {
                 worker.abort();
             }
-            for worker in workers {
+            for worker in workers.handles.iter_mut().filter(|w| !is_caller(w)) {
                 // Err(cancelled) is the expected outcome; the worker's guards have run.
                 let _ = worker.await;
             }
         }
-        // Collect what never ran. A hand-off still waiting for room (the deadline passed while
-        // the queue was full) gets in as this frees room: keep collecting until none is left.
-        let mut not_run = Vec::new();
-        loop {
-            not_run.extend(shared.queue.drain().filter_map(Task::into_event));
-            shared.room.emptied();
-            if shared.submit_gate.inside() == 0 && shared.queue.is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
+        let not_run: Vec<_> = shared.queue.drain().filter_map(Task::into_event).collect();
+        if workers.handles.iter().any(is_caller) {
+            // The drain above took the calling worker's stop; give it one back.
+            let _ = shared.sender.try_send(Task::Stop);
         }
+        drop(workers);
         let interrupted = std::mem::take(&mut *shared.interrupted.lock());
         ShutdownReport {
             not_run,
             interrupted,
             deadline_expired,
             stats: self.stats(),
+        }
+    }
+
+    fn empty_report(&self) -> ShutdownReport<T> {
+        ShutdownReport {
+            not_run: Vec::new(),
+            interrupted: Vec::new(),
+            deadline_expired: false,
+            stats: self.stats(),
+        }
+    }
+
+    /// A handle that does not keep the emitter alive; see [`WeakEmitter`].
+    ///
+    /// ```
+    /// # use flowgate::Emitter;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::<()>::builder().build()?;
+    /// let weak = emitter.downgrade();
+    /// drop(emitter);
+    /// assert!(weak.upgrade().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn downgrade(&self) -> WeakEmitter<T> {
+        WeakEmitter {
+            shared: Arc::downgrade(&self.shared),
         }
     }
 
@@ -873,14 +1061,6 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             workers: shared.worker_count,
             subscriptions: shared.registry.load().len(),
         }
-    }
-}
-
-/// Builds the refusal for a task `emit_async` sent (always a `Run`).
-fn refused<T>(task: Task<T>, error: fn(Event<T>) -> EmitError<T>) -> EmitError<T> {
-    match task.into_event() {
-        Some(event) => error(event),
-        None => unreachable!("emit_async only sends Task::Run"),
     }
 }
 
@@ -1069,22 +1249,23 @@ impl<'a, T: Send + Sync + 'static, H: Handler<T>, L> SubscribeBuilder<'a, T, H, 
         L::Handler: Handler<T>,
     {
         let pattern = self.pattern?;
-        if self.concurrency == Some(0) {
+        if self.concurrency == Some(0) || self.concurrency > Some(Semaphore::MAX_PERMITS) {
             return Err(EmitterError::InvalidConfig {
                 setting: "concurrency",
-                reason: "must be at least 1",
+                reason: "must be at least 1 and at most tokio's Semaphore::MAX_PERMITS",
             });
         }
         let shared = &*self.emitter.shared;
         if shared.submit_gate.is_closed() {
             return Err(EmitterError::ShutDown);
         }
-        let handler = self.layers.layer(self.handler);
-        let handler = match self.concurrency {
-            Some(max) => BoxHandler::new(ConcurrencyLimitLayer::new(max).layer(handler)),
-            None => BoxHandler::new(handler),
-        };
-        let id = shared.registry.subscribe(self.name, pattern, handler);
+        let handler = BoxHandler::new(self.layers.layer(self.handler));
+        // The cap is taken by the dispatcher before each start (not by a layer around the
+        // handler), so an invocation waiting for a permit has not started yet.
+        let limit = self.concurrency.map(|max| Arc::new(Semaphore::new(max)));
+        let id = shared
+            .registry
+            .subscribe(self.name, pattern, handler, limit);
         let registry: Arc<dyn Unsubscribe> = shared.registry.clone();
         let weak: Weak<dyn Unsubscribe> = Arc::downgrade(&registry);
         Ok(Subscription::new(id, weak))

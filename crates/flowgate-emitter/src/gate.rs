@@ -45,6 +45,11 @@ impl Gate {
     /// [`leave`](Self::leave).
     #[inline]
     pub fn try_enter(&self) -> Enter {
+        // A closed gate refuses without touching the count, so a flood of refused callers
+        // cannot keep a closer waiting on their brief optimistic entries.
+        if self.state.load(Ordering::Acquire) & CLOSED != 0 {
+            return Enter::Refused { last_out: false };
+        }
         // AcqRel: Acquire pairs with the closer's AcqRel `fetch_or`, so a party that enters
         // after the close sees the bit; Release publishes the increment to the closer's
         // Acquire loads in `inside`.

@@ -53,7 +53,7 @@ mod stats;
 mod subscription;
 
 pub use emitter::{
-    Backpressure, Emitted, Emitter, EmitterBuilder, ShutdownReport, SubscribeBuilder,
+    Backpressure, Emitted, Emitter, EmitterBuilder, ShutdownReport, SubscribeBuilder, WeakEmitter,
 };
 pub use error::{EmitError, EmitterError, HandlerFailure, HandlerFailures};
 pub use pool::Interrupted;

@@ -14,6 +14,9 @@
 //! [`Progress`] guard records it as interrupted, with the subscribers that had not finished.
 
 use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use flowgate_core::sync::atomic::Ordering;
@@ -103,20 +106,46 @@ pub(crate) async fn run_worker<T: Send + Sync + 'static>(
         return;
     };
     let mut snapshot = SnapshotCache::default();
-    let mut takes = 0;
+    let mut wake = Wake {
+        room: &context.room,
+        batch: context.room_batch,
+        takes: 0,
+    };
     while let Ok(Task::Run(event)) = context.queue.recv_async().await {
-        takes += 1;
-        if takes >= context.room_batch {
-            takes = 0;
-            context.room.taken();
-        }
+        wake.took();
         let snapshot = snapshot.current(&context.registry);
         let mut progress = Progress::start(&context, counters, &event, snapshot);
         for entry in snapshot.matching(event.kind()) {
-            deliver_with_retry(&context, counters, entry, &event).await;
+            deliver_with_retry(&context, counters, &mut wake, entry, &event).await;
             progress.completed += 1;
         }
         progress.finish();
+    }
+}
+
+/// Tells the room about this worker's takes: after every `batch` of them, and before the
+/// worker waits on anything (a handler that is not done at once, a retry backoff), so a
+/// producer blocked on a full queue is never left waiting while room exists.
+struct Wake<'a> {
+    room: &'a Room,
+    batch: usize,
+    /// Takes since the room was last told.
+    takes: usize,
+}
+
+impl Wake<'_> {
+    fn took(&mut self) {
+        self.takes += 1;
+        if self.takes >= self.batch {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.takes > 0 {
+            self.takes = 0;
+            self.room.taken();
+        }
     }
 }
 
@@ -139,16 +168,14 @@ impl<T> Default for SnapshotCache<T> {
 impl<T> SnapshotCache<T> {
     fn current(&mut self, registry: &Registry<T>) -> &Snapshot<T> {
         // The version is read before the snapshot: a change between the two loads leaves a
-        // newer snapshot under an older version, which only costs a reload next time.
+        // newer snapshot under an older version, which only costs a reload next time. The
+        // registry's versions start at 1, so the first call always loads.
         let version = registry.version();
-        if self.snapshot.is_none() || version != self.version {
+        if version != self.version {
             self.version = version;
-            self.snapshot = Some(registry.load());
+            self.snapshot = None;
         }
-        match &self.snapshot {
-            Some(snapshot) => snapshot,
-            None => unreachable!("set just above"),
-        }
+        self.snapshot.get_or_insert_with(|| registry.load())
     }
 }
 
@@ -156,13 +183,23 @@ impl<T> SnapshotCache<T> {
 async fn deliver_with_retry<T: Send + Sync + 'static>(
     context: &WorkerContext<T>,
     counters: &WorkerCounters,
+    wake: &mut Wake<'_>,
     entry: &Entry<T>,
     event: &Event<T>,
 ) {
     let mut attempts = 0_u32;
     loop {
         attempts += 1;
-        let error = match Deliver::new(entry, event.clone()).await {
+        let mut deliver = Deliver::new(entry, event.clone());
+        let outcome = std::future::poll_fn(|cx| {
+            let poll = Pin::new(&mut deliver).poll(cx);
+            if poll.is_pending() {
+                wake.flush();
+            }
+            poll
+        })
+        .await;
+        let error = match outcome {
             // Unsubscribed before this attempt could start: nothing to do.
             None => return,
             Some(Ok(())) => {
@@ -177,6 +214,7 @@ async fn deliver_with_retry<T: Send + Sync + 'static>(
         }
         if context.retry.should_retry(attempts, &error) {
             WorkerCounters::bump(&counters.retried);
+            wake.flush();
             tokio::time::sleep(context.retry.backoff(attempts)).await;
             continue;
         }
@@ -193,12 +231,20 @@ fn dead_letter<T: 'static>(
     error: HandlerError,
     attempts: u32,
 ) {
-    context.dead_letters.dead_letter(DeadLetter::new(
-        event.clone(),
-        error,
-        attempts,
-        Arc::clone(&entry.name),
-    ));
+    let letter = DeadLetter::new(event.clone(), error, attempts, Arc::clone(&entry.name));
+    let sink = &context.dead_letters;
+    // A panicking sink must not take the worker down with it; the letter is then reported
+    // here, since the sink could not take it.
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| sink.dead_letter(letter))) {
+        let message = HandlerError::from_panic(panic.as_ref());
+        tracing::error!(
+            event_id = %event.id(),
+            subscriber = %entry.name,
+            attempts,
+            %message,
+            "the dead-letter sink panicked; this dead letter is reported only here"
+        );
+    }
 }
 
 /// Tracks one job while a worker runs it; if dropped before [`finish`](Self::finish) (the

@@ -8,8 +8,9 @@
 //!    An invocation enters the gate, calls the handler and polls its future once, then leaves.
 //!    `unsubscribe` closes the gate and waits until no invocation is inside, so when it returns
 //!    every invocation has either started (and may still be running) or will never start.
-//!    An invocation started on this thread (a handler that unsubscribes itself while it starts)
-//!    is not waited for.
+//!    Exception: `unsubscribe` called from inside a handler's start (a handler unsubscribing
+//!    itself or another) does not wait, since the invocation it would wait for may be waiting
+//!    on this thread; then only invocations on this thread are covered.
 //!
 //! Public only for the loom models in `tests/`; not part of the API.
 //!
@@ -26,8 +27,11 @@ use std::task::{Context, Poll};
 
 use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 use flowgate_core::sync::{spin_yield, thread_local, Mutex};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+
 use flowgate_core::{
-    start, BoxHandler, Event, EventType, HandlerResult, Invoke, Pattern, PrehashedState, Started,
+    start, BoxFuture, BoxHandler, Event, EventType, HandlerResult, Invoke, Pattern, PrehashedState,
+    Started,
 };
 
 use crate::gate::{Enter, Gate};
@@ -40,17 +44,26 @@ pub struct Entry<T> {
     pub name: Arc<str>,
     pub pattern: Pattern,
     pub handler: BoxHandler<T>,
+    /// The subscription's concurrency cap: a permit is taken before each start.
+    pub limit: Option<Arc<Semaphore>>,
     /// Entered by every invocation while it starts; closed by `unsubscribe`.
     gate: Gate,
 }
 
 impl<T> Entry<T> {
-    pub fn new(id: u64, name: Arc<str>, pattern: Pattern, handler: BoxHandler<T>) -> Self {
+    pub fn new(
+        id: u64,
+        name: Arc<str>,
+        pattern: Pattern,
+        handler: BoxHandler<T>,
+        limit: Option<Arc<Semaphore>>,
+    ) -> Self {
         Self {
             id,
             name,
             pattern,
             handler,
+            limit,
             gate: Gate::new(),
         }
     }
@@ -278,12 +291,13 @@ impl<T> Registry<T> {
         name: Option<Arc<str>>,
         pattern: Pattern,
         handler: BoxHandler<T>,
+        limit: Option<Arc<Semaphore>>,
     ) -> u64 {
         let _writer = self.writer.lock();
         // Relaxed: ids only need to be unique and increasing, which the writer lock orders.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = name.unwrap_or_else(|| Arc::from(format!("subscription-{id}")));
-        let entry = Arc::new(Entry::new(id, name, pattern, handler));
+        let entry = Arc::new(Entry::new(id, name, pattern, handler, limit));
         let current = self.current.load();
         let next = Snapshot::from_entries(current.entries().cloned().chain([entry]));
         self.current.store(next);
@@ -306,9 +320,13 @@ impl<T> Registry<T> {
             removed
         };
         removed.gate.close();
-        let own = held_by_this_thread(&removed.gate);
-        while removed.gate.inside() > own {
-            spin_yield();
+        // Called from inside a handler's start (this thread is inside some start gate), do not
+        // wait: the invocation being waited for could itself be waiting on this thread (a lock
+        // the handler holds, another gate it is inside), and both would hang.
+        if !held_by_this_thread_at_all() {
+            while removed.gate.inside() > 0 {
+                spin_yield();
+            }
         }
         true
     }
@@ -373,9 +391,8 @@ fn gate_addr(gate: &Gate) -> usize {
     std::ptr::from_ref(gate) as usize
 }
 
-fn held_by_this_thread(gate: &Gate) -> usize {
-    let addr = gate_addr(gate);
-    HELD.with(|held| held.borrow().iter().filter(|&&a| a == addr).count())
+fn held_by_this_thread_at_all() -> bool {
+    HELD.with(|held| !held.borrow().is_empty())
 }
 
 /// Inside a start gate for the current scope; leaving the scope (also by unwinding) leaves it.
@@ -407,6 +424,11 @@ impl Drop for Inside<'_> {
 pub struct Deliver<'a, T> {
     entry: &'a Entry<T>,
     event: Option<Event<T>>,
+    /// Waiting for one of the entry's concurrency permits (boxed: only when contended).
+    acquiring: Option<BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>>,
+    /// Held from before the start until the invocation ends, so a cancelled or panicking
+    /// invocation gives it back.
+    permit: Option<OwnedSemaphorePermit>,
     running: Option<Invoke>,
 }
 
@@ -415,7 +437,40 @@ impl<'a, T> Deliver<'a, T> {
         Self {
             entry,
             event: Some(event),
+            acquiring: None,
+            permit: None,
             running: None,
+        }
+    }
+
+    /// Takes one of the entry's concurrency permits, if it has a cap. `Ready(false)` means the
+    /// cap can never be met (its semaphore closed), which does not happen.
+    fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(limit) = &self.entry.limit else {
+            return Poll::Ready(true);
+        };
+        if self.permit.is_some() {
+            return Poll::Ready(true);
+        }
+        let acquiring = match &mut self.acquiring {
+            Some(acquiring) => acquiring,
+            None => match Arc::clone(limit).try_acquire_owned() {
+                Ok(permit) => {
+                    self.permit = Some(permit);
+                    return Poll::Ready(true);
+                }
+                Err(_) => self
+                    .acquiring
+                    .insert(Box::pin(Arc::clone(limit).acquire_owned())),
+            },
+        };
+        match acquiring.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(acquired) => {
+                self.acquiring = None;
+                self.permit = acquired.ok();
+                Poll::Ready(self.permit.is_some())
+            }
         }
     }
 }
@@ -424,13 +479,25 @@ impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
     type Output = Option<HandlerResult>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(running) = self.running.as_mut() {
+        let this = &mut *self;
+        if let Some(running) = this.running.as_mut() {
             return Pin::new(running).poll(cx).map(Some);
         }
-        let Some(event) = self.event.take() else {
+        if this.event.is_none() || this.entry.gate.is_closed() {
+            // Unsubscribed before the start (no need to wait for a permit first).
+            return Poll::Ready(None);
+        }
+        match this.poll_permit(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(false) => return Poll::Ready(None),
+            Poll::Ready(true) => {}
+        }
+        let Some(event) = this.event.take() else {
             return Poll::Ready(None);
         };
-        let entry = self.entry;
+        let entry = this.entry;
+        // The permit is taken first, so the start below is the handler's real start: a
+        // concurrency cap never lets a call begin after its unsubscribe returned.
         let Some(_inside) = Inside::enter(&entry.gate) else {
             return Poll::Ready(None);
         };
@@ -438,7 +505,7 @@ impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
         match start(&entry.handler, event, cx) {
             Started::Done(result) => Poll::Ready(Some(result)),
             Started::Pending(running) => {
-                self.running = Some(running);
+                this.running = Some(running);
                 Poll::Pending
             }
         }

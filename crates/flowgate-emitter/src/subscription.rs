@@ -34,6 +34,8 @@ pub(crate) trait Unsubscribe: Send + Sync {
 ///
 /// When [`unsubscribe`](Self::unsubscribe) (or the drop) returns, no invocation of the handler
 /// is starting or will start; invocations that had already started may still be running.
+/// (Called from inside a handler while it starts, it does not wait for invocations starting
+/// on other threads, which could be waiting on this one; it then covers this thread only.)
 /// Unsubscribing one of two identical subscriptions leaves the other.
 ///
 /// ```

@@ -105,6 +105,94 @@ async fn zero_workers_zero_queue_and_zero_concurrency_are_typed_errors() {
 }
 
 #[tokio::test]
+async fn absurdly_large_settings_are_typed_errors_not_panics() {
+    for (builder, setting) in [
+        (Emitter::<u32>::builder().workers(usize::MAX), "workers"),
+        (
+            Emitter::<u32>::builder().queue_capacity(usize::MAX),
+            "queue_capacity",
+        ),
+    ] {
+        match builder.build() {
+            Err(EmitterError::InvalidConfig { setting: got, .. }) => assert_eq!(got, setting),
+            other => panic!("{setting}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    let emitter = Emitter::<u32>::builder().build().unwrap();
+    let err = emitter
+        .subscribe("a", noop)
+        .concurrency(usize::MAX)
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EmitterError::InvalidConfig {
+                setting: "concurrency",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn duration_max_means_no_limit_rather_than_a_panic() {
+    use flowgate_core::middleware::CircuitBreakerLayer;
+    use flowgate_core::CircuitBreakerConfig;
+    use flowgate_emitter::Backpressure;
+
+    let emitter = Emitter::<u32>::builder()
+        .workers(1)
+        .queue_capacity(1)
+        .backpressure(Backpressure::Block {
+            max_wait: Duration::MAX,
+        })
+        .build()
+        .unwrap();
+    let _guarded = emitter
+        .subscribe("guarded", noop)
+        .layer(CircuitBreakerLayer::new(CircuitBreakerConfig::new(1, Duration::MAX)).unwrap())
+        .start()
+        .unwrap();
+    // A breaker that would stay open "for ever" still lets successful calls through.
+    assert_eq!(
+        emitter
+            .emit(Event::new("guarded", 1).unwrap())
+            .await
+            .unwrap()
+            .handlers,
+        1
+    );
+    emitter
+        .on("stuck", |_: Event<u32>| async {
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .unwrap()
+        .detach();
+    emitter
+        .emit_async(Event::new("stuck", 1).unwrap())
+        .await
+        .unwrap();
+    emitter
+        .emit_async(Event::new("stuck", 2).unwrap())
+        .await
+        .unwrap();
+    // The queue is full and the wait unbounded: the producer waits instead of panicking.
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1),
+        emitter.emit_async(Event::new("stuck", 3).unwrap()),
+    )
+    .await;
+    assert!(waited.is_err());
+    let report = emitter.shutdown(Duration::from_millis(10)).await;
+    assert!(report.deadline_expired);
+    let again = emitter.shutdown(Duration::MAX).await;
+    assert!(again.is_complete());
+}
+
+#[tokio::test]
 async fn an_invalid_retry_policy_is_a_typed_error() {
     let err = Emitter::<u32>::builder()
         .retry(RetryPolicy::exponential(0, Duration::from_millis(1)))

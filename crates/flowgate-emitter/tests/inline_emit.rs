@@ -143,7 +143,10 @@ async fn a_handler_may_unsubscribe_itself_while_it_runs() {
         .on("once", move |_: Event<u32>| {
             *counter.lock().unwrap() += 1;
             // Unsubscribing from inside the handler's own start must not wait for itself.
-            if let Some(me) = own.lock().unwrap().take() {
+            // Take the handle out first: unsubscribing while holding a lock other starts
+            // of this handler need would make them wait on us.
+            let me = own.lock().unwrap().take();
+            if let Some(me) = me {
                 assert!(me.unsubscribe());
             }
             std::future::ready(Ok(()))

@@ -42,7 +42,7 @@ fn no_handler_starts_after_its_unsubscribe_returned() {
     loom::model(|| {
         let registry = Arc::new(Registry::<u32>::new());
         let ran = Arc::new(AtomicBool::new(false));
-        let id = registry.subscribe(None, Pattern::new("a").unwrap(), raising(&ran));
+        let id = registry.subscribe(None, Pattern::new("a").unwrap(), raising(&ran), None);
         let event = Event::new("a", 1).unwrap();
 
         let emitter = {
@@ -80,7 +80,7 @@ fn no_handler_subscribed_before_an_emit_began_is_skipped() {
                 Arc::clone(&subscribed),
             );
             thread::spawn(move || {
-                registry.subscribe(None, Pattern::new("a.*").unwrap(), raising(&ran));
+                registry.subscribe(None, Pattern::new("a.*").unwrap(), raising(&ran), None);
                 subscribed.store(true, SeqCst);
             })
         };
@@ -109,8 +109,8 @@ fn two_identical_subscriptions_are_removed_one_at_a_time() {
                 async { HandlerResult::Ok(()) }
             })
         };
-        let first = registry.subscribe(None, Pattern::new("a").unwrap(), counting(&count));
-        let _second = registry.subscribe(None, Pattern::new("a").unwrap(), counting(&count));
+        let first = registry.subscribe(None, Pattern::new("a").unwrap(), counting(&count), None);
+        let _second = registry.subscribe(None, Pattern::new("a").unwrap(), counting(&count), None);
 
         let unsubscriber = {
             let registry = Arc::clone(&registry);

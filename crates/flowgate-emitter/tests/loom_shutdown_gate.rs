@@ -1,4 +1,6 @@
-//! Loom model of the worker pool's shutdown gate: `emit_async` hand-offs racing `shutdown`.
+//! Loom model of the worker pool's shutdown gate and the room's door: `emit_async` hand-offs
+//! (the synchronous one inside the gate, and a blocked producer's retry at the door) racing
+//! `shutdown`.
 //! Every hand-off that was accepted lands in the queue before shutdown collects it (so it is
 //! run or reported, never lost), no hand-off is accepted after the gate closed, and the closer
 //! is always woken by the last party to leave.
@@ -111,6 +113,54 @@ fn closing_twice_reports_one_closer() {
         let mine = gate.close();
         let theirs = other.join().unwrap();
         assert!(mine ^ theirs, "exactly one close call closes the gate");
-        assert_eq!(gate.try_enter(), Enter::Refused { last_out: true });
+        // A closed gate refuses without touching the count.
+        assert_eq!(gate.try_enter(), Enter::Refused { last_out: false });
+        assert_eq!(gate.inside(), 0);
+    });
+}
+
+/// The slow path of a blocked producer: outside the gate, it retries under the room's door
+/// lock and gives up once the door is closed.
+fn hand_off_through_the_door(door: &Mutex<bool>, queue: &Mutex<VecDeque<u32>>, value: u32) -> bool {
+    let closed = door.lock().unwrap();
+    if *closed {
+        return false;
+    }
+    queue.lock().unwrap().push_back(value);
+    true
+}
+
+#[test]
+fn a_blocked_producer_retrying_at_the_door_is_collected_or_refused() {
+    loom::model(|| {
+        let gate = Arc::new(Gate::new());
+        let door = Arc::new(Mutex::new(false));
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let woken = Arc::new(Permit::default());
+
+        let fast = {
+            let (gate, queue, woken) = (Arc::clone(&gate), Arc::clone(&queue), Arc::clone(&woken));
+            thread::spawn(move || (0, hand_off(&gate, &queue, &woken, 0)))
+        };
+        let slow = {
+            let (door, queue) = (Arc::clone(&door), Arc::clone(&queue));
+            thread::spawn(move || (1, hand_off_through_the_door(&door, &queue, 1)))
+        };
+        // Shutdown: close the gate, close the door, wait for the gate, collect.
+        gate.close();
+        *door.lock().unwrap() = true;
+        let collected = shut_down(&gate, &queue, &woken);
+        for producer in [fast, slow] {
+            let (value, accepted) = producer.join().unwrap();
+            assert_eq!(
+                accepted,
+                collected.contains(&value),
+                "hand-off {value}: accepted = {accepted}, collected = {collected:?}"
+            );
+        }
+        assert!(
+            queue.lock().unwrap().is_empty(),
+            "a hand-off landed after shutdown collected"
+        );
     });
 }

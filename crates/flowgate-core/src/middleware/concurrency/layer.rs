@@ -29,7 +29,9 @@ impl ConcurrencyLimitLayer {
     /// assert_eq!(ConcurrencyLimitLayer::new(0).max(), 1);
     /// ```
     pub fn new(max: usize) -> Self {
-        Self { max: max.max(1) }
+        Self {
+            max: max.clamp(1, Semaphore::MAX_PERMITS),
+        }
     }
 
     /// The cap.

@@ -67,7 +67,10 @@ impl<H> ConcurrencyLimit<H> {
     /// # }
     /// ```
     pub fn new(inner: H, max: usize) -> Self {
-        Self::with_semaphore(inner, Arc::new(Semaphore::new(max.max(1))))
+        Self::with_semaphore(
+            inner,
+            Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+        )
     }
 
     pub(crate) fn with_semaphore(inner: H, permits: Arc<Semaphore>) -> Self {
