@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_until, within};
+use common::{wait_until, within, SetOnDrop};
 use flowgate_core::{DeadLetter, Event, HandlerError, RetryPolicy};
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
 use tokio::time::Instant;
@@ -101,12 +101,6 @@ async fn shutdown_called_from_a_handler_returns_its_report() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_shutdown_still_lets_drop_stop_the_workers() {
-    struct SetOnDrop(Arc<AtomicBool>);
-    impl Drop for SetOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let emitter = Emitter::<u32>::builder().workers(1).build().unwrap();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&dropped);

@@ -11,20 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, within};
+use common::{wait_until, within, SetOnDrop};
 use flowgate_core::middleware::TimeoutLayer;
 use flowgate_core::{DeadLetter, DeadLetterQueue, Event, HandlerError, Jitter, RetryPolicy};
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
 use tokio::time::Instant;
-
-/// Sets its flag when dropped: shows that a handler's future was dropped (cancelled).
-struct SetOnDrop(Arc<AtomicBool>);
-
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
 
 fn retry(attempts: u32) -> RetryPolicy {
     RetryPolicy::exponential(attempts, Duration::from_millis(100)).jitter(Jitter::None)

@@ -2,7 +2,18 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Sets its flag when dropped: shows that a handler's future was dropped (cancelled).
+pub(crate) struct SetOnDrop(pub(crate) Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
 
 /// Polls `condition` until it holds or `deadline` (on the tokio clock) passes; returns whether
 /// it held. On a paused clock the polling sleeps advance virtual time only.
