@@ -946,14 +946,15 @@ impl<T: Send + Sync + 'static> Emitter<T> {
                 break;
             }
         }
-        for worker in &mut workers.handles {
-            if deadline_expired {
-                break;
-            }
+        // Join the workers; a joined handle leaves the list (it must not be polled again).
+        let mut index = 0;
+        while index < workers.handles.len() && !deadline_expired {
+            let worker = &mut workers.handles[index];
             if is_caller(worker) {
-                continue;
-            }
-            if tokio::time::timeout_at(end, worker).await.is_err() {
+                index += 1;
+            } else if tokio::time::timeout_at(end, worker).await.is_ok() {
+                workers.handles.swap_remove(index);
+            } else {
                 deadline_expired = true;
             }
         }
@@ -961,9 +962,15 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             for worker in workers.handles.iter().filter(|w| !is_caller(w)) {
                 worker.abort();
             }
-            for worker in workers.handles.iter_mut().filter(|w| !is_caller(w)) {
-                // Err(cancelled) is the expected outcome; the worker's guards have run.
-                let _ = worker.await;
+            let mut index = 0;
+            while index < workers.handles.len() {
+                if is_caller(&workers.handles[index]) {
+                    index += 1;
+                } else {
+                    // Err(cancelled) is the expected outcome; the worker's guards have run.
+                    let _ = (&mut workers.handles[index]).await;
+                    workers.handles.swap_remove(index);
+                }
             }
         }
         let not_run: Vec<_> = shared.queue.drain().filter_map(Task::into_event).collect();
