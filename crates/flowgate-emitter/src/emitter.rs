@@ -881,7 +881,9 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     /// Every `emit_async` that returned `Ok` is, afterwards, either run to the end or listed in
     /// the report (`not_run` or `interrupted`). An `emit_async` that began before shutdown and
     /// is still waiting for room when the deadline passes gets in and is listed in `not_run`.
-    /// Calling `shutdown` again returns an empty report.
+    /// Calling `shutdown` again (or concurrently) returns an empty report once the first call
+    /// has drained. A handler that blocks its thread (never reaching an `.await`) cannot be
+    /// cancelled: past the deadline, shutdown still waits for it to return.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
