@@ -17,7 +17,7 @@
 //! Readers (every emit) never lock: they load the current snapshot. Writers (subscribe,
 //! unsubscribe) are serialized by one mutex and build a new snapshot; they are rare.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -376,23 +376,19 @@ impl<T> fmt::Debug for Deliver<'_, T> {
 
 #[cfg(not(loom))]
 thread_local! {
-    /// Start gates this thread is inside right now (innermost last), so that a handler that
-    /// unsubscribes itself while starting does not wait for itself.
-    static HELD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// How many start gates this thread is inside right now. `unsubscribe` does not wait when
+    /// it is called from inside one (see the module docs); no destructor, so access is cheap.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
 // loom's `thread_local!` takes no `const` initializer.
 #[cfg(loom)]
 thread_local! {
-    static HELD: RefCell<Vec<usize>> = RefCell::new(Vec::new());
-}
-
-fn gate_addr(gate: &Gate) -> usize {
-    std::ptr::from_ref(gate) as usize
+    static DEPTH: Cell<usize> = Cell::new(0);
 }
 
 fn held_by_this_thread_at_all() -> bool {
-    HELD.with(|held| !held.borrow().is_empty())
+    DEPTH.with(|depth| depth.get() > 0)
 }
 
 /// Inside a start gate for the current scope; leaving the scope (also by unwinding) leaves it.
@@ -405,16 +401,14 @@ impl<'a> Inside<'a> {
         if gate.try_enter() != Enter::Entered {
             return None;
         }
-        HELD.with(|held| held.borrow_mut().push(gate_addr(gate)));
+        DEPTH.with(|depth| depth.set(depth.get() + 1));
         Some(Self { gate })
     }
 }
 
 impl Drop for Inside<'_> {
     fn drop(&mut self) {
-        HELD.with(|held| {
-            held.borrow_mut().pop();
-        });
+        DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
         self.gate.leave();
     }
 }
