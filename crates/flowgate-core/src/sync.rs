@@ -30,7 +30,7 @@ pub use loom::thread_local;
 
 /// Yields the current thread inside a short spin-wait.
 ///
-/// A real spin hint outside loom; under loom a yield, so that the model lets the thread being
+/// `std::thread::yield_now` outside loom; loom's yield under loom, so that the model lets the thread being
 /// waited for make progress.
 #[inline]
 pub fn spin_yield() {
