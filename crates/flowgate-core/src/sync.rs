@@ -30,8 +30,8 @@ pub use loom::thread_local;
 
 /// Yields the current thread inside a short spin-wait.
 ///
-/// `std::thread::yield_now` outside loom; loom's yield under loom, so that the model lets the thread being
-/// waited for make progress.
+/// `std::thread::yield_now` outside loom; loom's yield under loom, so that the model lets the
+/// thread being waited for make progress.
 #[inline]
 pub fn spin_yield() {
     #[cfg(not(loom))]
