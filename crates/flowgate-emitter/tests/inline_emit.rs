@@ -182,3 +182,32 @@ async fn fan_out_shares_one_payload_allocation() {
     emitter.emit(event).await.unwrap();
     assert_eq!(*seen.lock().unwrap(), [original; 4]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_emit_gives_back_its_concurrency_permit() {
+    let emitter = Emitter::<u32>::builder().build().unwrap();
+    let _capped = emitter
+        .subscribe("job", |event: Event<u32>| async move {
+            if *event.payload() == 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        })
+        .concurrency(1)
+        .start()
+        .unwrap();
+    // The first emit holds the only permit until its caller gives up on it.
+    let first = emitter.emit(Event::new("job", 0).unwrap());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), first)
+            .await
+            .is_err()
+    );
+    // Dropping that future dropped the handler and its permit: the next emit runs at once.
+    let second = emitter.emit(Event::new("job", 1).unwrap());
+    let done = tokio::time::timeout(std::time::Duration::from_secs(1), second).await;
+    assert_eq!(
+        done.expect("the permit was given back").unwrap().handlers,
+        1
+    );
+}
