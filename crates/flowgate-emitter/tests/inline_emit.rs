@@ -1,7 +1,7 @@
 //! Inline `emit`: every matching handler runs, in subscription order, once; one failing or
 //! panicking handler never hides the event from the others and its error comes back to the
 //! caller; patterns route as documented; unsubscribing one of two identical subscriptions
-//! leaves the other.
+//! leaves the other; a cancelled emit gives back what it held.
 
 use std::sync::{Arc, Mutex};
 
