@@ -143,7 +143,8 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
         self
     }
 
-    /// The most events `emit_async` may have waiting (at least 1).
+    /// The most events `emit_async` may have waiting (at least 1); idle workers being handed an
+    /// event add at most one each.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -304,9 +305,10 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
             dead_letters: self.dead_letters,
             interrupted: Arc::clone(&interrupted),
         });
-        let workers = (0..self.workers)
+        let workers: Vec<JoinHandle<()>> = (0..self.workers)
             .map(|index| runtime.spawn(run_worker(Arc::clone(&context), index)))
             .collect();
+        let worker_ids = workers.iter().map(JoinHandle::id).collect();
         Ok(Emitter {
             shared: Arc::new(Shared {
                 registry,
@@ -316,8 +318,10 @@ impl<T: Send + Sync + 'static> EmitterBuilder<T> {
                 queue,
                 submit_gate: Gate::new(),
                 submitters_left: Notify::new(),
+                draining: AtomicBool::new(false),
                 drained_flag: AtomicBool::new(false),
                 drained: Notify::new(),
+                worker_ids,
                 workers: Mutex::new(workers),
                 interrupted,
                 backpressure: self.backpressure,
@@ -473,9 +477,13 @@ struct Shared<T> {
     submit_gate: Gate,
     /// Woken when the last `emit_async` inside a closed submit gate leaves.
     submitters_left: Notify,
-    /// Set and woken when the first shutdown call finished draining.
+    /// Held by the shutdown call that drains (released if that call is cancelled).
+    draining: AtomicBool,
+    /// Set when a shutdown call finished draining; `drained` wakes waiting calls on any change.
     drained_flag: AtomicBool,
     drained: Notify,
+    /// The worker tasks' ids, so a shutdown called from a handler knows it runs on a worker.
+    worker_ids: Vec<tokio::task::Id>,
     /// Taken by the first shutdown (or by drop).
     workers: Mutex<Vec<JoinHandle<()>>>,
     interrupted: Arc<Mutex<Vec<Interrupted<T>>>>,
@@ -499,23 +507,42 @@ impl<T> Shared<T> {
             None => unreachable!("emit_async only sends Task::Run"),
         }
     }
+}
 
-    /// Waits until the first shutdown call has drained the pool.
-    async fn wait_drained(&self) {
-        loop {
-            let mut drained = pin!(self.drained.notified());
-            drained.as_mut().enable();
-            if self.drained_flag.load(Ordering::Acquire) {
-                return;
-            }
-            drained.await;
-        }
+/// The right to drain, held by one shutdown call at a time. Dropped without
+/// [`finish`](Self::finish) (the call was cancelled), it is released and waiting calls are
+/// woken, so one of them drains instead.
+struct DrainClaim<'a, T> {
+    shared: &'a Shared<T>,
+    finished: bool,
+}
+
+impl<'a, T> DrainClaim<'a, T> {
+    fn try_claim(shared: &'a Shared<T>) -> Option<Self> {
+        shared
+            .draining
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Self {
+                shared,
+                finished: false,
+            })
     }
 
-    fn mark_drained(&self) {
-        // Release: pairs with the Acquire load in `wait_drained`.
-        self.drained_flag.store(true, Ordering::Release);
-        self.drained.notify_waiters();
+    fn finish(mut self) {
+        self.finished = true;
+        // Release: pairs with the Acquire loads of waiting calls.
+        self.shared.drained_flag.store(true, Ordering::Release);
+        self.shared.drained.notify_waiters();
+    }
+}
+
+impl<T> Drop for DrainClaim<'_, T> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.draining.store(false, Ordering::Release);
+            self.shared.drained.notify_waiters();
+        }
     }
 }
 
@@ -607,12 +634,17 @@ pub struct ShutdownReport<T> {
     pub interrupted: Vec<Interrupted<T>>,
     /// Whether the deadline passed before the pool drained.
     pub deadline_expired: bool,
+    /// `true` when another `shutdown` call was still draining when this one returned (its
+    /// deadline passed, or it runs in a handler and must not wait): this report then says
+    /// nothing about the events; that call's report does.
+    pub drain_in_progress: bool,
     /// The counters once the pool stopped.
     pub stats: EmitterStats,
 }
 
 impl<T> ShutdownReport<T> {
-    /// Whether every accepted event was run to the end.
+    /// Whether every accepted event was run to the end, as far as this report knows (a report
+    /// with `drain_in_progress` is never complete).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -625,7 +657,7 @@ impl<T> ShutdownReport<T> {
     /// # }
     /// ```
     pub fn is_complete(&self) -> bool {
-        self.not_run.is_empty() && self.interrupted.is_empty()
+        !self.drain_in_progress && self.not_run.is_empty() && self.interrupted.is_empty()
     }
 }
 
@@ -635,6 +667,7 @@ impl<T> fmt::Debug for ShutdownReport<T> {
             .field("not_run", &self.not_run.len())
             .field("interrupted", &self.interrupted)
             .field("deadline_expired", &self.deadline_expired)
+            .field("drain_in_progress", &self.drain_in_progress)
             .field("stats", &self.stats)
             .finish()
     }
@@ -879,10 +912,11 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     /// # Delivery
     ///
     /// Every `emit_async` that returned `Ok` is, afterwards, either run to the end or listed in
-    /// the report (`not_run` or `interrupted`). An `emit_async` that began before shutdown and
-    /// is still waiting for room when the deadline passes gets in and is listed in `not_run`.
-    /// Calling `shutdown` again (or concurrently) returns an empty report once the first call
-    /// has drained. A handler that blocks its thread (never reaching an `.await`) cannot be
+    /// the report (`not_run` or `interrupted`). An `emit_async` still waiting for room when
+    /// shutdown begins is refused with [`EmitError::ShutDown`] (not accepted). One call drains;
+    /// another call (concurrent, or later) returns an empty report once the drain is done, or
+    /// one marked `drain_in_progress` if its own deadline passes first or it runs inside a
+    /// handler. A drain whose call is cancelled is taken over by the next call. A handler that blocks its thread (never reaching an `.await`) cannot be
     /// cancelled: past the deadline, shutdown still waits for it to return.
     ///
     /// ```
@@ -906,27 +940,45 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport<T> {
         let shared = &*self.shared;
         let end = deadline_after(deadline);
-        let first = shared.submit_gate.close();
+        shared.submit_gate.close();
         shared.room.close();
-        if !first {
-            // Another call is draining; wait for it (within this call's own deadline).
-            let _ = tokio::time::timeout_at(end, shared.wait_drained()).await;
-            return self.empty_report();
-        }
-        // Hand-offs inside the gate take no await, so this wait is brief; after it, and with
-        // the room's door closed, nothing more can enter the queue.
-        while shared.submit_gate.inside() > 0 {
-            let mut left = pin!(shared.submitters_left.notified());
-            // Registered before the re-check, so the last leaver's wake-up cannot be missed.
-            left.as_mut().enable();
-            if shared.submit_gate.inside() == 0 {
-                break;
+        let on_worker = tokio::task::try_id().is_some_and(|id| shared.worker_ids.contains(&id));
+        loop {
+            if shared.drained_flag.load(Ordering::Acquire) {
+                return self.report_from_elsewhere(false);
             }
-            left.await;
+            if let Some(claim) = DrainClaim::try_claim(shared) {
+                // Hand-offs inside the gate take no await, so this wait is brief; after it, and
+                // with the room's door closed, nothing more can enter the queue.
+                while shared.submit_gate.inside() > 0 {
+                    let mut left = pin!(shared.submitters_left.notified());
+                    // Registered before the re-check, so the last leaver's wake-up is not missed.
+                    left.as_mut().enable();
+                    if shared.submit_gate.inside() == 0 {
+                        break;
+                    }
+                    left.await;
+                }
+                let report = self.drain(end).await;
+                claim.finish();
+                return report;
+            }
+            // Another call is draining. A handler must not wait for it: that call may be
+            // waiting for this very worker.
+            if on_worker {
+                return self.report_from_elsewhere(true);
+            }
+            let mut changed = pin!(shared.drained.notified());
+            changed.as_mut().enable();
+            if shared.drained_flag.load(Ordering::Acquire)
+                || !shared.draining.load(Ordering::Acquire)
+            {
+                continue;
+            }
+            if tokio::time::timeout_at(end, changed).await.is_err() {
+                return self.report_from_elsewhere(true);
+            }
         }
-        let report = self.drain(end).await;
-        shared.mark_drained();
-        report
     }
 
     /// The draining half of [`shutdown`](Self::shutdown), run by its first caller.
@@ -941,7 +993,8 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         let is_caller = |worker: &JoinHandle<()>| Some(worker.id()) == caller;
         // One stop per worker, queued behind every accepted event: the workers drain, then stop.
         let mut deadline_expired = false;
-        for _ in 0..workers.handles.len() {
+        let others = workers.handles.iter().filter(|w| !is_caller(w)).count();
+        for _ in 0..others {
             let stop = shared.sender.send_async(Task::Stop);
             if !matches!(tokio::time::timeout_at(end, stop).await, Ok(Ok(()))) {
                 deadline_expired = true;
@@ -986,15 +1039,18 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             not_run,
             interrupted,
             deadline_expired,
+            drain_in_progress: false,
             stats: self.stats(),
         }
     }
 
-    fn empty_report(&self) -> ShutdownReport<T> {
+    /// The report of a call that did not drain: another call did, or still does (`in_progress`).
+    fn report_from_elsewhere(&self, in_progress: bool) -> ShutdownReport<T> {
         ShutdownReport {
             not_run: Vec::new(),
             interrupted: Vec::new(),
-            deadline_expired: false,
+            deadline_expired: in_progress,
+            drain_in_progress: in_progress,
             stats: self.stats(),
         }
     }

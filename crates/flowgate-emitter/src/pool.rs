@@ -111,7 +111,21 @@ pub(crate) async fn run_worker<T: Send + Sync + 'static>(
         batch: context.room_batch,
         takes: 0,
     };
-    while let Ok(Task::Run(event)) = context.queue.recv_async().await {
+    loop {
+        let task = match context.queue.try_recv() {
+            Ok(task) => task,
+            Err(flume::TryRecvError::Disconnected) => break,
+            Err(flume::TryRecvError::Empty) => {
+                // About to park: let go of the snapshot, so handlers unsubscribed meanwhile
+                // (and whatever they captured) are not kept alive by an idle worker.
+                snapshot.clear();
+                match context.queue.recv_async().await {
+                    Ok(task) => task,
+                    Err(_) => break,
+                }
+            }
+        };
+        let Task::Run(event) = task else { break };
         wake.took();
         let snapshot = snapshot.current(&context.registry);
         let mut progress = Progress::start(&context, counters, &event, snapshot);
@@ -166,6 +180,10 @@ impl<T> Default for SnapshotCache<T> {
 }
 
 impl<T> SnapshotCache<T> {
+    fn clear(&mut self) {
+        self.snapshot = None;
+    }
+
     fn current(&mut self, registry: &Registry<T>) -> &Snapshot<T> {
         // The version is read before the snapshot: a change between the two loads leaves a
         // newer snapshot under an older version, which only costs a reload next time. The

@@ -320,6 +320,10 @@ impl<T> Registry<T> {
             removed
         };
         removed.gate.close();
+        if let Some(limit) = &removed.limit {
+            // Invocations waiting for a permit give up now (they have not started).
+            limit.close();
+        }
         // Called from inside a handler's start (this thread is inside some start gate), do not
         // wait: the invocation being waited for could itself be waiting on this thread (a lock
         // the handler holds, another gate it is inside), and both would hang.
@@ -438,7 +442,7 @@ impl<'a, T> Deliver<'a, T> {
     }
 
     /// Takes one of the entry's concurrency permits, if it has a cap. `Ready(false)` means the
-    /// cap can never be met (its semaphore closed), which does not happen.
+    /// semaphore was closed: the subscription was removed while this invocation waited.
     fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let Some(limit) = &self.entry.limit else {
             return Poll::Ready(true);

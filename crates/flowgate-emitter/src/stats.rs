@@ -111,7 +111,8 @@ pub struct EmitterStats {
     pub dead_lettered: u64,
     /// `emit_async` calls refused: queue full, Block wait expired, or shut down.
     pub rejected: u64,
-    /// Events waiting in the queue now (never above `queue_capacity`).
+    /// Events waiting in the queue now: at most `queue_capacity`, plus one per idle worker that
+    /// an event is being handed to (the channel hands an event straight to a waiting worker).
     pub queued: usize,
     /// Events a worker is handling now.
     pub in_flight: usize,

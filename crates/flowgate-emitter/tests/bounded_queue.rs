@@ -1,6 +1,7 @@
 //! Memory stays bounded under overload: a million `emit_async` calls against handlers far
-//! slower than the producer never put more than `queue_capacity` events in the queue, and every
-//! call is accounted for exactly: it ran, or it was refused with the typed error.
+//! slower than the producer never put more than `queue_capacity` events in the queue (plus one
+//! per idle worker being handed one, the documented bound), and every call is accounted for
+//! exactly: it ran, or it was refused with the typed error.
 
 mod common;
 
@@ -13,12 +14,15 @@ use flowgate_core::Event;
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
 
 const QUEUE: usize = 1_000;
+const WORKERS: usize = 4;
+/// The documented bound: the queue, plus one event per idle worker being handed one.
+const BOUND: usize = QUEUE + WORKERS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_emits_against_sleeping_handlers_stay_bounded_and_add_up() {
     const CALLS: u64 = 1_000_000;
     let emitter = Emitter::<u64>::builder()
-        .workers(4)
+        .workers(WORKERS)
         .queue_capacity(QUEUE)
         .backpressure(Backpressure::Reject)
         .build()
@@ -48,7 +52,7 @@ async fn a_million_emits_against_sleeping_handlers_stay_bounded_and_add_up() {
             Err(other) => panic!("call {n}: unexpected {other:?}"),
         }
         let queued = emitter.stats().queued;
-        assert!(queued <= QUEUE, "call {n}: {queued} queued, bound {QUEUE}");
+        assert!(queued <= BOUND, "call {n}: {queued} queued, bound {BOUND}");
         peak = peak.max(queued);
         if n % 512 == 0 {
             tokio::task::yield_now().await;
@@ -73,9 +77,9 @@ async fn a_million_emits_against_sleeping_handlers_stay_bounded_and_add_up() {
         "the queue filled at least once: {accepted}"
     );
     assert!(refused > 0, "the producer outran the handlers");
-    assert_eq!(
-        peak, QUEUE,
-        "the queue reached its bound and never passed it"
+    assert!(
+        (QUEUE..=BOUND).contains(&peak),
+        "the queue filled up ({peak}) and never passed its bound"
     );
     println!("accepted {accepted}, refused {refused}, peak queue {peak}");
 }
@@ -84,7 +88,7 @@ async fn a_million_emits_against_sleeping_handlers_stay_bounded_and_add_up() {
 async fn blocking_producers_are_held_at_the_bound_and_lose_nothing() {
     const CALLS: u64 = 100_000;
     let emitter = Emitter::<u64>::builder()
-        .workers(4)
+        .workers(WORKERS)
         .queue_capacity(QUEUE)
         .backpressure(Backpressure::Block {
             max_wait: Duration::from_secs(30),
@@ -109,7 +113,7 @@ async fn blocking_producers_are_held_at_the_bound_and_lose_nothing() {
             .emit_async(Event::with_type(kind.clone(), n))
             .await
             .unwrap();
-        assert!(emitter.stats().queued <= QUEUE);
+        assert!(emitter.stats().queued <= BOUND);
     }
     let report = within("drain", emitter.shutdown(Duration::from_secs(60))).await;
     assert!(report.is_complete());

@@ -289,3 +289,230 @@ async fn a_panicking_dead_letter_sink_does_not_stop_the_worker() {
     assert!(report.is_complete(), "{report:?}");
     assert_eq!((report.stats.handled, report.stats.dead_lettered), (3, 1));
 }
+
+/// Emits `count` events numbered from 0 to "job", whose handler hangs on event 0.
+async fn hang_on_zero(emitter: &Emitter<u32>, ran: &Arc<AtomicUsize>, count: u32) {
+    let counter = Arc::clone(ran);
+    emitter
+        .on("job", move |event: Event<u32>| {
+            let counter = Arc::clone(&counter);
+            async move {
+                if *event.payload() == 0 {
+                    pending::<()>().await;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .unwrap()
+        .detach();
+    for n in 0..count {
+        emitter
+            .emit_async(Event::new("job", n).unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 1).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_after_a_cancelled_one_still_drains_and_reports() {
+    let emitter = Emitter::<u32>::builder()
+        .workers(1)
+        .queue_capacity(8)
+        .build()
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    hang_on_zero(&emitter, &ran, 3).await;
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(50),
+        emitter.shutdown(Duration::from_secs(60)),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    // It takes over the drain the cancelled call gave up (rather than waiting for it for ever).
+    let report = within("second shutdown", emitter.shutdown(Duration::from_secs(1))).await;
+    assert!(!report.drain_in_progress, "{report:?}");
+    let reported = report.not_run.len() + report.interrupted.len();
+    assert_eq!(
+        ran.load(Ordering::SeqCst) + reported,
+        3,
+        "every accepted event accounted for"
+    );
+    assert!(report.interrupted.iter().any(|i| *i.event.payload() == 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_shutdown_that_times_out_does_not_claim_completeness() {
+    let emitter = Emitter::<u32>::builder().workers(1).build().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    hang_on_zero(&emitter, &ran, 1).await;
+    let other = emitter.clone();
+    let draining = tokio::spawn(async move { other.shutdown(Duration::from_secs(10)).await });
+    tokio::task::yield_now().await;
+    let waiting = emitter.shutdown(Duration::from_secs(1)).await;
+    assert!(
+        waiting.drain_in_progress && !waiting.is_complete(),
+        "{waiting:?}"
+    );
+    let drained = draining.await.unwrap();
+    assert_eq!(
+        drained.interrupted.len(),
+        1,
+        "the draining call reports the stuck event"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_shutdown_during_an_external_one_does_not_hold_it_up() {
+    let emitter = Emitter::<u32>::builder().workers(2).build().unwrap();
+    let weak = emitter.downgrade();
+    emitter
+        .on("stop", move |_: Event<u32>| {
+            let weak = weak.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(emitter) = weak.upgrade() {
+                    let report = emitter.shutdown(Duration::MAX).await;
+                    assert!(report.drain_in_progress, "the external call drains");
+                }
+                Ok(())
+            }
+        })
+        .unwrap()
+        .detach();
+    emitter
+        .emit_async(Event::new("stop", 1).unwrap())
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 1).await);
+    let started = Instant::now();
+    let report = emitter.shutdown(Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(report.is_complete(), "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_from_the_only_worker_with_a_full_queue_returns() {
+    let emitter = Emitter::<u32>::builder()
+        .workers(1)
+        .queue_capacity(2)
+        .build()
+        .unwrap();
+    let weak = emitter.downgrade();
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (reports, mut received) = tokio::sync::mpsc::channel(1);
+    let signal = Arc::clone(&go);
+    emitter
+        .on("job", move |event: Event<u32>| {
+            let (weak, signal, reports) = (weak.clone(), Arc::clone(&signal), reports.clone());
+            async move {
+                if *event.payload() == 0 {
+                    signal.notified().await;
+                    if let Some(emitter) = weak.upgrade() {
+                        let _ = reports.send(emitter.shutdown(Duration::MAX).await).await;
+                    }
+                }
+                Ok(())
+            }
+        })
+        .unwrap()
+        .detach();
+    emitter
+        .emit_async(Event::new("job", 0).unwrap())
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 1).await);
+    emitter
+        .emit_async(Event::new("job", 1).unwrap())
+        .await
+        .unwrap();
+    emitter
+        .emit_async(Event::new("job", 2).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(emitter.stats().queued, 2);
+    go.notify_one();
+    let report = within("the handler's shutdown", received.recv())
+        .await
+        .unwrap();
+    let not_run: Vec<_> = report.not_run.iter().map(|e| *e.payload()).collect();
+    assert_eq!(
+        not_run,
+        [1, 2],
+        "the calling worker cannot run them; they are reported"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsubscribed_handler_does_not_keep_the_emitter_alive() {
+    let emitter = Emitter::<u32>::builder().workers(1).build().unwrap();
+    let held = emitter.clone();
+    let sub = emitter
+        .on("job", move |_: Event<u32>| {
+            let _strong = held.clone();
+            async { Ok(()) }
+        })
+        .unwrap();
+    emitter
+        .emit_async(Event::new("job", 1).unwrap())
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(1), || emitter.stats().handled == 1).await);
+    assert!(sub.unsubscribe());
+    let weak = emitter.downgrade();
+    drop(emitter);
+    assert!(
+        wait_until(Duration::from_secs(1), || weak.upgrade().is_none()).await,
+        "an idle worker's cached snapshot kept the unsubscribed handler, and the emitter, alive"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsubscribe_releases_an_invocation_waiting_for_a_permit() {
+    let emitter = Emitter::<u32>::builder().workers(2).build().unwrap();
+    let sub = emitter
+        .subscribe("job", |event: Event<u32>| async move {
+            if *event.payload() == 0 {
+                pending::<()>().await;
+            }
+            Ok(())
+        })
+        .concurrency(1)
+        .start()
+        .unwrap();
+    let others = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&others);
+    emitter
+        .on("other", move |_: Event<u32>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        })
+        .unwrap()
+        .detach();
+    emitter
+        .emit_async(Event::new("job", 0).unwrap())
+        .await
+        .unwrap();
+    emitter
+        .emit_async(Event::new("job", 1).unwrap())
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 2).await);
+    assert!(sub.unsubscribe());
+    emitter
+        .emit_async(Event::new("other", 2).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || others.load(Ordering::SeqCst)
+            == 1)
+        .await,
+        "the worker stayed parked on the permit of an unsubscribed handler"
+    );
+    let _ = emitter.shutdown(Duration::ZERO).await;
+}
