@@ -15,16 +15,24 @@ use flowgate_core::{DeadLetter, Event, HandlerError, RetryPolicy};
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
 use tokio::time::Instant;
 
-fn stuck_on_zero(emitter: &Emitter<u32>) {
+/// Subscribes a "job" handler that hangs for ever on event 0 and counts the events it finished.
+fn stuck_on_zero(emitter: &Emitter<u32>) -> Arc<AtomicUsize> {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&ran);
     emitter
-        .on("job", |event: Event<u32>| async move {
-            if *event.payload() == 0 {
-                pending::<()>().await;
+        .on("job", move |event: Event<u32>| {
+            let counter = Arc::clone(&counter);
+            async move {
+                if *event.payload() == 0 {
+                    pending::<()>().await;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(())
             }
-            Ok(())
         })
         .unwrap()
         .detach();
+    ran
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,22 +298,9 @@ async fn a_panicking_dead_letter_sink_does_not_stop_the_worker() {
     assert_eq!((report.stats.handled, report.stats.dead_lettered), (3, 1));
 }
 
-/// Emits `count` events numbered from 0 to "job", whose handler hangs on event 0.
-async fn hang_on_zero(emitter: &Emitter<u32>, ran: &Arc<AtomicUsize>, count: u32) {
-    let counter = Arc::clone(ran);
-    emitter
-        .on("job", move |event: Event<u32>| {
-            let counter = Arc::clone(&counter);
-            async move {
-                if *event.payload() == 0 {
-                    pending::<()>().await;
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        })
-        .unwrap()
-        .detach();
+/// Subscribes [`stuck_on_zero`], emits events 0..`count`, and waits until event 0 is stuck.
+async fn hang_on_zero(emitter: &Emitter<u32>, count: u32) -> Arc<AtomicUsize> {
+    let ran = stuck_on_zero(emitter);
     for n in 0..count {
         emitter
             .emit_async(Event::new("job", n).unwrap())
@@ -313,6 +308,7 @@ async fn hang_on_zero(emitter: &Emitter<u32>, ran: &Arc<AtomicUsize>, count: u32
             .unwrap();
     }
     assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 1).await);
+    ran
 }
 
 #[tokio::test(start_paused = true)]
@@ -322,8 +318,7 @@ async fn a_shutdown_after_a_cancelled_one_still_drains_and_reports() {
         .queue_capacity(8)
         .build()
         .unwrap();
-    let ran = Arc::new(AtomicUsize::new(0));
-    hang_on_zero(&emitter, &ran, 3).await;
+    let ran = hang_on_zero(&emitter, 3).await;
     let cancelled = tokio::time::timeout(
         Duration::from_millis(50),
         emitter.shutdown(Duration::from_secs(60)),
@@ -345,8 +340,7 @@ async fn a_shutdown_after_a_cancelled_one_still_drains_and_reports() {
 #[tokio::test(start_paused = true)]
 async fn a_waiting_shutdown_that_times_out_does_not_claim_completeness() {
     let emitter = Emitter::<u32>::builder().workers(1).build().unwrap();
-    let ran = Arc::new(AtomicUsize::new(0));
-    hang_on_zero(&emitter, &ran, 1).await;
+    let _ran = hang_on_zero(&emitter, 1).await;
     let other = emitter.clone();
     let draining = tokio::spawn(async move { other.shutdown(Duration::from_secs(10)).await });
     tokio::task::yield_now().await;
