@@ -192,31 +192,7 @@ async fn an_invocation_waiting_for_a_concurrency_permit_does_not_start_after_uns
     let emitter = Emitter::<u32>::builder().workers(2).build().unwrap();
     let release = Arc::new(tokio::sync::Notify::new());
     let calls = Arc::new(AtomicUsize::new(0));
-    let (gate, counter) = (Arc::clone(&release), Arc::clone(&calls));
-    let sub = emitter
-        .subscribe("job", move |event: Event<u32>| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let gate = Arc::clone(&gate);
-            async move {
-                if *event.payload() == 0 {
-                    gate.notified().await;
-                }
-                Ok(())
-            }
-        })
-        .concurrency(1)
-        .start()
-        .unwrap();
-    emitter
-        .emit_async(Event::new("job", 0).unwrap())
-        .await
-        .unwrap();
-    emitter
-        .emit_async(Event::new("job", 1).unwrap())
-        .await
-        .unwrap();
-    // Both workers have taken an event: one holds the permit, the other waits for it.
-    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 2).await);
+    let sub = contend_for_one_permit(&emitter, &release, &calls).await;
     assert!(sub.unsubscribe());
     release.notify_one();
     let report = within("shutdown", emitter.shutdown(Duration::from_secs(5))).await;
@@ -469,16 +445,8 @@ async fn an_unsubscribed_handler_does_not_keep_the_emitter_alive() {
 #[tokio::test(start_paused = true)]
 async fn unsubscribe_releases_an_invocation_waiting_for_a_permit() {
     let emitter = Emitter::<u32>::builder().workers(2).build().unwrap();
-    let sub = emitter
-        .subscribe("job", |event: Event<u32>| async move {
-            if *event.payload() == 0 {
-                pending::<()>().await;
-            }
-            Ok(())
-        })
-        .concurrency(1)
-        .start()
-        .unwrap();
+    let never = Arc::new(tokio::sync::Notify::new());
+    let sub = contend_for_one_permit(&emitter, &never, &Arc::new(AtomicUsize::new(0))).await;
     let others = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&others);
     emitter
@@ -488,15 +456,6 @@ async fn unsubscribe_releases_an_invocation_waiting_for_a_permit() {
         })
         .unwrap()
         .detach();
-    emitter
-        .emit_async(Event::new("job", 0).unwrap())
-        .await
-        .unwrap();
-    emitter
-        .emit_async(Event::new("job", 1).unwrap())
-        .await
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 2).await);
     assert!(sub.unsubscribe());
     emitter
         .emit_async(Event::new("other", 2).unwrap())
@@ -509,4 +468,37 @@ async fn unsubscribe_releases_an_invocation_waiting_for_a_permit() {
         "the worker stayed parked on the permit of an unsubscribed handler"
     );
     let _ = emitter.shutdown(Duration::ZERO).await;
+}
+
+/// Subscribes a "job" handler capped at one invocation at a time (counting its calls; event 0
+/// waits for `release`), emits events 0 and 1 and waits until both workers hold one: the first
+/// runs with the only permit, the second waits for it.
+async fn contend_for_one_permit(
+    emitter: &Emitter<u32>,
+    release: &Arc<tokio::sync::Notify>,
+    calls: &Arc<AtomicUsize>,
+) -> flowgate_emitter::Subscription {
+    let (gate, counter) = (Arc::clone(release), Arc::clone(calls));
+    let sub = emitter
+        .subscribe("job", move |event: Event<u32>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let gate = Arc::clone(&gate);
+            async move {
+                if *event.payload() == 0 {
+                    gate.notified().await;
+                }
+                Ok(())
+            }
+        })
+        .concurrency(1)
+        .start()
+        .unwrap();
+    for n in 0..2 {
+        emitter
+            .emit_async(Event::new("job", n).unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(1), || emitter.stats().in_flight == 2).await);
+    sub
 }
