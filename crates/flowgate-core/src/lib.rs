@@ -35,6 +35,7 @@ mod event;
 mod handler;
 pub mod middleware;
 mod name;
+mod partition;
 mod retry;
 #[doc(hidden)]
 pub mod sync;
@@ -46,4 +47,5 @@ pub use event::{Event, EventId, Key, Metadata};
 pub use handler::{invoke, start, BoxFuture, BoxHandler, Handler, HandlerResult, Invoke, Started};
 pub use middleware::{Layer, Layers};
 pub use name::{EventType, Pattern, PrehashedHasher, PrehashedState, MAX_NAME_LEN};
+pub use partition::{partition_for, partition_of_hash, stable_hash};
 pub use retry::{Jitter, RetryPolicy};
