@@ -15,6 +15,16 @@ pub mod emitter {
 #[cfg(feature = "emitter")]
 pub use flowgate_emitter::Emitter;
 
+/// Partitioned topics with ordering keys and at-most-once, at-least-once or exactly-once
+/// delivery: [`Bus`](bus::Bus), [`Topic`](bus::Topic).
+#[cfg(feature = "bus")]
+pub mod bus {
+    pub use flowgate_bus::*;
+}
+
+#[cfg(feature = "bus")]
+pub use flowgate_bus::Bus;
+
 /// Guides: the guarantees in prose and how to tune each part. Their examples run as doctests.
 pub mod guide {
     /// The emitter: what `emit`, `emit_async`, unsubscribe and shutdown promise, and how to size

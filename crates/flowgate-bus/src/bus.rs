@@ -1,0 +1,372 @@
+//! The bus: a registry of typed topics, and the shutdown of all of them.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use flowgate_core::sync::{Arc, Mutex};
+use flowgate_core::{EventType, RetryPolicy};
+use tokio::time::Instant;
+
+use crate::config::{Backpressure, DedupeWindowConfig, DeliveryMode, RawConfig};
+use crate::error::BusError;
+use crate::stats::TopicStats;
+use crate::topic::{Topic, TopicReport};
+
+/// A topic with its payload type erased, as the bus keeps it.
+trait AnyTopic: Send + Sync {
+    fn payload_type(&self) -> TypeId;
+    fn as_any(&self) -> &dyn Any;
+    fn stats(&self) -> TopicStats;
+    fn shutdown_at(
+        &self,
+        deadline: Instant,
+    ) -> Pin<Box<dyn Future<Output = ErasedReport> + Send + '_>>;
+}
+
+impl<T: Send + Sync + 'static> AnyTopic for Topic<T> {
+    fn payload_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn stats(&self) -> TopicStats {
+        Topic::stats(self)
+    }
+
+    fn shutdown_at(
+        &self,
+        deadline: Instant,
+    ) -> Pin<Box<dyn Future<Output = ErasedReport> + Send + '_>> {
+        Box::pin(async move {
+            let report = Topic::shutdown_at(self, deadline).await;
+            ErasedReport {
+                topic: self.name().to_owned(),
+                not_delivered: report.not_delivered,
+                deadline_expired: report.deadline_expired,
+                typed: Box::new(report),
+            }
+        })
+    }
+}
+
+struct ErasedReport {
+    topic: String,
+    not_delivered: usize,
+    deadline_expired: bool,
+    typed: Box<dyn Any + Send>,
+}
+
+#[derive(Default)]
+struct BusInner {
+    topics: Mutex<Topics>,
+}
+
+#[derive(Default)]
+struct Topics {
+    by_name: HashMap<String, Arc<dyn AnyTopic>>,
+    closed: bool,
+}
+
+/// The in-process bus: named topics, each with its payload type, partitions and delivery mode.
+///
+/// Cheap to clone; clones share the topics.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event, RetryPolicy};
+/// let bus = Bus::new();
+/// let orders = bus
+///     .topic::<u64>("orders")
+///     .partitions(8)
+///     .concurrency(4)
+///     .at_least_once(RetryPolicy::exponential(5, Duration::from_millis(50)))
+///     .create()?;
+/// let _billing = orders
+///     .subscribe("billing", |order: Event<u64>| async move {
+///         println!("charging order {}", order.payload());
+///         Ok(())
+///     })
+///     .start()?;
+/// orders.publish(Event::new("order.placed", 42)?.with_key("order-42")).await?;
+/// let report = bus.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(report.not_delivered(), 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Bus {
+    inner: Arc<BusInner>,
+}
+
+impl Bus {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts building topic `name` with payload type `T`; [`TopicBuilder::create`] makes it.
+    pub fn topic<T: Send + Sync + 'static>(&self, name: impl Into<String>) -> TopicBuilder<T> {
+        TopicBuilder {
+            bus: self.clone(),
+            name: name.into(),
+            raw: RawConfig::default(),
+        }
+    }
+
+    /// The existing topic `name`, if it carries payloads of type `T`.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// bus.topic::<u32>("jobs").create()?;
+    /// assert!(bus.get::<u32>("jobs").is_some());
+    /// assert!(bus.get::<String>("jobs").is_none(), "another payload type");
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    pub fn get<T: Send + Sync + 'static>(&self, name: &str) -> Option<Topic<T>> {
+        let topics = self.inner.topics.lock();
+        let topic = topics.by_name.get(name)?;
+        topic.as_any().downcast_ref::<Topic<T>>().cloned()
+    }
+
+    /// Every topic's figures, sorted by name.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// bus.topic::<u32>("b").create()?;
+    /// bus.topic::<u32>("a").create()?;
+    /// let names: Vec<_> = bus.stats().into_iter().map(|s| s.topic).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    pub fn stats(&self) -> Vec<TopicStats> {
+        let topics: Vec<_> = self.inner.topics.lock().by_name.values().cloned().collect();
+        let mut stats: Vec<_> = topics.iter().map(|t| t.stats()).collect();
+        stats.sort_by(|a, b| a.topic.cmp(&b.topic));
+        stats
+    }
+
+    /// Stops accepting publishes on every topic, lets the subscribers drain what was queued
+    /// and in flight until `deadline` from now, and reports what was not delivered.
+    ///
+    /// Publishes waiting for room fail with `ShutDown`; new topics and subscriptions are
+    /// refused. At the deadline, deliveries still running are cancelled and reported as
+    /// interrupted. For at-least-once and exactly-once topics the report holds every accepted
+    /// event that was not delivered to a subscriber, with the subscriber's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let topic = bus.topic::<u32>("t").create()?;
+    /// let _stuck = topic.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+    /// topic.publish(Event::new("e", 1)?).await?;
+    /// topic.publish(Event::new("e", 2)?).await?;
+    /// let report = bus.shutdown(Duration::from_millis(100)).await;
+    /// assert_eq!(report.not_delivered(), 2);
+    /// let undelivered = &report.topic::<u32>("t").unwrap().undelivered;
+    /// let interrupted: Vec<_> = undelivered.iter().map(|u| u.interrupted).collect();
+    /// assert_eq!(interrupted, [false, true], "2 was still queued, 1 was running");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, deadline: Duration) -> BusReport {
+        let deadline = Instant::now() + deadline;
+        let topics: Vec<_> = {
+            let mut topics = self.inner.topics.lock();
+            topics.closed = true;
+            topics.by_name.values().cloned().collect()
+        };
+        let mut reports = Vec::with_capacity(topics.len());
+        for topic in &topics {
+            reports.push(topic.shutdown_at(deadline).await);
+        }
+        reports.sort_by(|a, b| a.topic.cmp(&b.topic));
+        BusReport { topics: reports }
+    }
+
+    fn register<T: Send + Sync + 'static>(&self, topic: Topic<T>) -> Result<Topic<T>, BusError> {
+        let mut topics = self.inner.topics.lock();
+        if topics.closed {
+            return Err(BusError::ShutDown);
+        }
+        if let Some(existing) = topics.by_name.get(topic.name()) {
+            let detail = if existing.payload_type() == TypeId::of::<T>() {
+                ""
+            } else {
+                " with another payload type"
+            };
+            return Err(BusError::TopicExists {
+                topic: topic.name().to_owned(),
+                detail,
+            });
+        }
+        topics
+            .by_name
+            .insert(topic.name().to_owned(), Arc::new(topic.clone()));
+        Ok(topic)
+    }
+}
+
+/// What [`Bus::shutdown`] left undone, per topic.
+pub struct BusReport {
+    topics: Vec<ErasedReport>,
+}
+
+impl BusReport {
+    /// Deliveries (event × subscriber) that did not complete, over all topics.
+    pub fn not_delivered(&self) -> usize {
+        self.topics.iter().map(|t| t.not_delivered).sum()
+    }
+
+    /// Whether the deadline cut any topic's drain short.
+    pub fn deadline_expired(&self) -> bool {
+        self.topics.iter().any(|t| t.deadline_expired)
+    }
+
+    /// The names of the topics reported, sorted.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.iter().map(|t| t.topic.as_str())
+    }
+
+    /// Topic `name`'s report, with its undelivered events, if it carries payloads of type `T`.
+    pub fn topic<T: 'static>(&self, name: &str) -> Option<&TopicReport<T>> {
+        self.topics
+            .iter()
+            .find(|t| t.topic == name)
+            .and_then(|t| t.typed.downcast_ref::<TopicReport<T>>())
+    }
+}
+
+/// Builds a topic; from [`Bus::topic`]. Defaults are safe: 1 partition, a buffer of 1,024
+/// events per partition and subscriber, 1 delivery at a time per partition, at-least-once with
+/// the default retry policy, and `Block` backpressure with no time limit.
+#[must_use = "a topic builder does nothing until `create` is called"]
+pub struct TopicBuilder<T> {
+    bus: Bus,
+    name: String,
+    raw: RawConfig<T>,
+}
+
+impl<T: Send + Sync + 'static> TopicBuilder<T> {
+    /// Number of partitions (fixed for the topic's life; 1 to [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)).
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.raw.partitions = partitions;
+        self
+    }
+
+    /// Events each subscriber's buffer of one partition holds (at least 1).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.raw.capacity = capacity;
+        self
+    }
+
+    /// Deliveries of one partition that may run at once, per subscriber (at least 1).
+    /// Same-key events never run at once, whatever this is.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.raw.concurrency = concurrency;
+        self
+    }
+
+    /// The delivery mode.
+    pub fn mode(mut self, mode: DeliveryMode) -> Self {
+        self.raw.mode = mode;
+        self
+    }
+
+    /// At-most-once delivery.
+    pub fn at_most_once(self) -> Self {
+        self.mode(DeliveryMode::AtMostOnce)
+    }
+
+    /// At-least-once delivery with this retry policy.
+    pub fn at_least_once(self, retry: RetryPolicy) -> Self {
+        self.mode(DeliveryMode::AtLeastOnce(retry))
+    }
+
+    /// Exactly-once delivery (idempotency-keyed) with this retry policy and dedupe window.
+    pub fn exactly_once(self, retry: RetryPolicy, window: DedupeWindowConfig) -> Self {
+        self.mode(DeliveryMode::ExactlyOnce(retry, window))
+    }
+
+    /// What a publish does when a buffer is full.
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.raw.backpressure = policy;
+        self
+    }
+
+    /// Refuses payloads larger than `limit` bytes as measured by `size_of` (the in-process bus
+    /// never serializes, so the topic cannot measure a payload itself).
+    pub fn max_payload_size(
+        mut self,
+        limit: usize,
+        size_of: impl Fn(&T) -> usize + Send + Sync + 'static,
+    ) -> Self {
+        self.raw.max_payload = Some((limit, Arc::new(size_of)));
+        self
+    }
+
+    /// Validates the settings and creates the topic.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] for a bad setting (the message says which),
+    /// [`BusError::Core`] for an invalid name (topic names follow event type rules:
+    /// dot-separated segments of letters, digits, `_` and `-`), [`BusError::TopicExists`],
+    /// [`BusError::ShutDown`].
+    ///
+    /// ```
+    /// use flowgate::bus::{Backpressure, BusError};
+    /// let bus = flowgate::Bus::new();
+    /// assert!(matches!(bus.topic::<u8>("t").partitions(0).create(), Err(BusError::InvalidConfig { .. })));
+    /// assert!(matches!(bus.topic::<u8>("").create(), Err(BusError::Core(_))));
+    /// let drop_on_alo = bus.topic::<u8>("t").backpressure(Backpressure::DropOldest).create();
+    /// assert!(drop_on_alo.unwrap_err().to_string().contains("drops accepted events"));
+    /// ```
+    pub fn create(self) -> Result<Topic<T>, BusError> {
+        let name = EventType::new(&self.name)?;
+        let config = self.raw.validate()?;
+        self.bus
+            .register(Topic::create(name.as_str().to_owned(), config))
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topics = self.inner.topics.lock();
+        let mut names: Vec<_> = topics.by_name.keys().collect();
+        names.sort();
+        f.debug_struct("Bus")
+            .field("topics", &names)
+            .field("closed", &topics.closed)
+            .finish()
+    }
+}
+
+impl fmt::Debug for BusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusReport")
+            .field("not_delivered", &self.not_delivered())
+            .field("deadline_expired", &self.deadline_expired())
+            .field("topics", &self.topics().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for TopicBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicBuilder")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,241 @@
+//! A subscriber group: the lanes (one per partition) of one subscriber or consumer group, the
+//! members that share them, and the per-lane workers that deliver.
+//!
+//! A plain subscription is a group of one. A consumer group's members share the partitions:
+//! partition `p` is assigned to member `p mod n` (members in join order), and a lane switches to
+//! its new owner only once the old owner's deliveries of it finished (see [`crate::lane`]).
+//! Because the queue belongs to the group, not to a member, what was queued moves with the
+//! partition, in order.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+
+use flowgate_core::sync::{Arc, Mutex};
+use flowgate_core::{invoke, BoxHandler, DeadLetter, DeadLetterSink, Event, RetryPolicy};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::task::JoinHandle;
+
+use crate::config::DeliveryMode;
+use crate::dedupe::Dedupe;
+use crate::lane::{Lane, Queued};
+use crate::stats::Counters;
+
+/// One member: a handler and where its dead letters go.
+pub(crate) struct Member<T> {
+    pub(crate) name: Arc<str>,
+    pub(crate) handler: BoxHandler<T>,
+    pub(crate) dead_letters: Arc<dyn DeadLetterSink<T>>,
+}
+
+pub(crate) type GroupLane<T> = Lane<T, Member<T>>;
+
+/// The shared state of one subscriber (group).
+pub(crate) struct Group<T> {
+    /// The group's name (a consumer group's name, or the subscriber's).
+    pub(crate) name: Arc<str>,
+    /// Whether members join it by name (a consumer group) or it is a single subscriber.
+    pub(crate) joinable: bool,
+    pub(crate) mode: DeliveryMode,
+    /// One lane per partition.
+    pub(crate) lanes: Box<[GroupLane<T>]>,
+    /// The topic's partition counters (shared with publishers).
+    pub(crate) counters: Arc<[Counters]>,
+    /// Members in join order. Locked by joins and leaves only.
+    pub(crate) members: Mutex<Vec<Arc<Member<T>>>>,
+    /// Keys this group handled `Ok` (exactly-once).
+    pub(crate) done: Option<Dedupe>,
+    /// The lane workers, one per partition.
+    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<T: Send + Sync + 'static> Group<T> {
+    /// Assigns each lane to its member under the current membership and wakes the workers.
+    pub(crate) fn rebalance(&self, members: &[Arc<Member<T>>]) {
+        for (p, lane) in self.lanes.iter().enumerate() {
+            let owner = (!members.is_empty()).then(|| Arc::clone(&members[p % members.len()]));
+            lane.lock().assign(owner);
+            lane.work.notify_one();
+        }
+    }
+
+    /// Waits until no lane runs deliveries for `member`.
+    pub(crate) async fn wait_released(&self, member: &Arc<Member<T>>) {
+        for lane in &*self.lanes {
+            loop {
+                let mut idle = pin!(lane.room.notified());
+                idle.as_mut().enable();
+                if !lane.lock().running_for(member) {
+                    break;
+                }
+                idle.await;
+            }
+        }
+    }
+
+    /// Closes every lane (nothing more is queued) and wakes the workers so they drain and stop.
+    pub(crate) fn close(&self) {
+        for lane in &*self.lanes {
+            lane.lock().close();
+            lane.work.notify_one();
+            lane.room.notify_waiters();
+        }
+    }
+
+    /// Takes the worker handles (to await or abort them).
+    pub(crate) fn take_workers(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.workers.lock())
+    }
+
+    /// Removes what is left in the lanes: `(queued, interrupted)`. Call once the workers are
+    /// gone.
+    pub(crate) fn drain(&self) -> (Vec<Event<T>>, Vec<Event<T>>) {
+        let (mut queued, mut interrupted) = (Vec::new(), Vec::new());
+        for lane in &*self.lanes {
+            let (q, i) = lane.lock().drain();
+            queued.extend(q);
+            interrupted.extend(i);
+        }
+        (queued, interrupted)
+    }
+}
+
+/// The worker of lane `p`: takes what the lane hands out, runs up to the concurrency cap at
+/// once, and stops when the lane is closed and drained.
+pub(crate) async fn work<T: Send + Sync + 'static>(group: Arc<Group<T>>, p: usize) {
+    let lane = &group.lanes[p];
+    let counters = &group.counters[p];
+    let mut running = FuturesUnordered::new();
+    loop {
+        let (wake_publishers, wait_for_work) = {
+            let mut state = lane.lock();
+            let mut wake = false;
+            while let Some((queued, member, waiting)) = state.take() {
+                wake |= waiting;
+                running.push(deliver(&group, counters, member, queued));
+            }
+            if running.is_empty() && state.finished() {
+                break;
+            }
+            // Wait for pushes only if a push could let more start (the cap is not reached).
+            let could_take_more = running.len() < lane.concurrency();
+            if could_take_more {
+                state.park();
+            }
+            (wake, could_take_more)
+        };
+        if wake_publishers {
+            lane.room.notify_waiters();
+        }
+        let finished = if wait_for_work {
+            tokio::select! {
+                seq = running.next(), if !running.is_empty() => seq,
+                () = lane.work.notified() => None,
+            }
+        } else {
+            running.next().await
+        };
+        if let Some(seq) = finished {
+            lane.lock().finish(seq);
+            // Rebalances and shutdowns wait on `room` for in-flight deliveries to end.
+            lane.room.notify_waiters();
+        }
+    }
+    lane.room.notify_waiters();
+}
+
+/// One event's delivery to one member, with the mode's retries and dead letter. Resolves to the
+/// event's lane sequence number.
+async fn deliver<T: Send + Sync + 'static>(
+    group: &Group<T>,
+    counters: &Counters,
+    member: Arc<Member<T>>,
+    queued: Queued<T>,
+) -> u64 {
+    let Queued { event, seq, .. } = queued;
+    match &group.mode {
+        DeliveryMode::AtMostOnce => {
+            let outcome = invoke(&member.handler, event).await;
+            let counter = if outcome.is_ok() {
+                &counters.processed
+            } else {
+                &counters.failed
+            };
+            Counters::add(counter, 1);
+        }
+        DeliveryMode::AtLeastOnce(retry) => {
+            deliver_until_done(counters, &member, event, retry, None).await;
+        }
+        DeliveryMode::ExactlyOnce(retry, _) => {
+            deliver_until_done(counters, &member, event, retry, group.done.as_ref()).await;
+        }
+    }
+    seq
+}
+
+/// At-least-once delivery (and exactly-once, with `done`): invoke until `Ok`, retrying with
+/// backoff while the policy allows, then dead-letter.
+async fn deliver_until_done<T: Send + Sync + 'static>(
+    counters: &Counters,
+    member: &Member<T>,
+    event: Event<T>,
+    retry: &RetryPolicy,
+    done: Option<&Dedupe>,
+) {
+    let key = done.map(|_| event.idempotency_key());
+    if let (Some(done), Some(key)) = (done, &key) {
+        if done.contains(key) {
+            Counters::add(&counters.deduplicated, 1);
+            return;
+        }
+    }
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match invoke(&member.handler, event.clone()).await {
+            Ok(()) => {
+                Counters::add(&counters.processed, 1);
+                if let (Some(done), Some(key)) = (done, key) {
+                    done.insert(key);
+                }
+                return;
+            }
+            Err(error) => {
+                Counters::add(&counters.failed, 1);
+                if retry.should_retry(attempts, &error) {
+                    Counters::add(&counters.retried, 1);
+                    tokio::time::sleep(retry.backoff(attempts)).await;
+                    continue;
+                }
+                Counters::add(&counters.dead_lettered, 1);
+                let letter = DeadLetter::new(event, error, attempts, Arc::clone(&member.name));
+                let sink = &member.dead_letters;
+                if catch_unwind(AssertUnwindSafe(|| sink.dead_letter(letter))).is_err() {
+                    tracing::error!(
+                        subscriber = &*member.name,
+                        "dead-letter sink panicked; the dead letter was counted but may not have been stored"
+                    );
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Member<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Group<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("joinable", &self.joinable)
+            .field("lanes", &self.lanes.len())
+            .finish_non_exhaustive()
+    }
+}

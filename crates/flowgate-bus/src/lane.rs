@@ -1,0 +1,305 @@
+//! A lane: one subscriber's (or consumer group's) share of one partition. It holds the events
+//! queued for that subscriber, tracks which ordering keys are in flight, and says which group
+//! member may run them.
+//!
+//! Invariants (all under the lane's lock):
+//!
+//! 1. **Bounded.** At most `capacity` events are queued and at most `concurrency` in flight.
+//! 2. **One key at a time, in order.** [`LaneState::take`] hands out the *first* queued event
+//!    whose ordering key is not in flight. So an event of key K is taken only when no earlier
+//!    event of K is queued or in flight: same-key events run one at a time, in queue (= publish)
+//!    order, and an event held back by a retrying one of its key does not hold back other keys.
+//!    Proof sketch: skipping an event only ever happens because its key is in flight, so every
+//!    queued event before the one taken that has the same key would itself have been taken.
+//! 3. **One owner at a time.** Deliveries run for the member in `active`. When the group is
+//!    rebalanced, `assigned` changes; `active` follows only once nothing is in flight, so a
+//!    partition moves to its new owner only after the old owner's deliveries finished, and
+//!    its queue moves with it, in order.
+//! 4. **Closed is final.** After [`LaneState::close`] nothing more is pushed; the worker drains
+//!    what is queued and stops.
+//!
+//! Public only for the loom models in `tests/`; not part of the API.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use flowgate_core::sync::{Arc, Mutex, MutexGuard};
+use flowgate_core::Event;
+use tokio::sync::Notify;
+
+/// An event waiting in a lane.
+pub struct Queued<T> {
+    /// The event.
+    pub event: Event<T>,
+    /// The stable hash of its ordering key; `None` for unkeyed events (no order promise).
+    pub key: Option<u64>,
+    /// Lane-local sequence number (identifies it while in flight).
+    pub seq: u64,
+}
+
+/// An event being delivered.
+pub struct InFlight<T> {
+    /// The event (kept for the shutdown report, should the delivery be interrupted).
+    pub event: Event<T>,
+    /// Its key hash.
+    pub key: Option<u64>,
+    /// Its lane sequence number.
+    pub seq: u64,
+}
+
+/// The lane's state; see the [module docs](self).
+struct LaneState<T, M> {
+    queue: VecDeque<Queued<T>>,
+    in_flight: Vec<InFlight<T>>,
+    next_seq: u64,
+    closed: bool,
+    /// The member partitions are assigned to by the last rebalance.
+    assigned: Option<Arc<M>>,
+    /// The member whose deliveries run (or last ran).
+    active: Option<Arc<M>>,
+    /// The worker is waiting on `work` (so a push must wake it).
+    worker_parked: bool,
+    /// Publishers waiting on `room`.
+    waiting_publishers: usize,
+}
+
+/// See the [module docs](self).
+pub struct Lane<T, M> {
+    state: Mutex<LaneState<T, M>>,
+    /// Wakes the lane's worker. `notify_one` keeps a permit when the worker is not waiting
+    /// yet, so a wake-up between its check and its wait is not lost.
+    pub work: Notify,
+    /// Wakes publishers waiting for room, and anyone waiting for the lane to go idle.
+    pub room: Notify,
+    capacity: usize,
+    concurrency: usize,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// Queued after dropping the oldest queued event.
+    DroppedOldest,
+}
+
+impl<T, M> Lane<T, M> {
+    /// An empty, open lane with no owner.
+    pub fn new(capacity: usize, concurrency: usize) -> Self {
+        Self {
+            state: Mutex::new(LaneState {
+                queue: VecDeque::new(),
+                in_flight: Vec::new(),
+                next_seq: 0,
+                closed: false,
+                assigned: None,
+                active: None,
+                worker_parked: false,
+                waiting_publishers: 0,
+            }),
+            work: Notify::new(),
+            room: Notify::new(),
+            capacity,
+            concurrency,
+        }
+    }
+
+    /// At most this many deliveries run at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Locks the lane.
+    pub fn lock(&self) -> LaneGuard<'_, T, M> {
+        LaneGuard {
+            state: self.state.lock(),
+            capacity: self.capacity,
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+/// The locked lane.
+pub struct LaneGuard<'a, T, M> {
+    state: MutexGuard<'a, LaneState<T, M>>,
+    capacity: usize,
+    concurrency: usize,
+}
+
+impl<T, M> LaneGuard<'_, T, M> {
+    /// Whether the lane was closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.closed
+    }
+
+    /// Whether one more event fits.
+    pub fn has_room(&self) -> bool {
+        self.state.queue.len() < self.capacity
+    }
+
+    /// Queues `event` (with its key hash). The caller checked `has_room` and `is_closed`,
+    /// unless `drop_oldest` is set, in which case a full lane drops its oldest event.
+    /// Returns what happened and whether the worker must be woken.
+    pub fn push(&mut self, event: Event<T>, key: Option<u64>, drop_oldest: bool) -> (Pushed, bool) {
+        let state = &mut *self.state;
+        let mut pushed = Pushed::Queued;
+        if drop_oldest && state.queue.len() >= self.capacity {
+            state.queue.pop_front();
+            pushed = Pushed::DroppedOldest;
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queue.push_back(Queued { event, key, seq });
+        let wake = std::mem::replace(&mut state.worker_parked, false);
+        (pushed, wake)
+    }
+
+    /// Hands out the next event to deliver and the member to deliver it to, or `None` if
+    /// nothing may start now (see the module docs). Also returns whether publishers wait for
+    /// the room this made.
+    pub fn take(&mut self) -> Option<(Queued<T>, Arc<M>, bool)> {
+        let state = &mut *self.state;
+        if state.in_flight.len() >= self.concurrency || state.queue.is_empty() {
+            return None;
+        }
+        if !same(state.active.as_ref(), state.assigned.as_ref()) {
+            if !state.in_flight.is_empty() {
+                return None;
+            }
+            state.active.clone_from(&state.assigned);
+        }
+        let owner = state.active.clone()?;
+        let in_flight = &state.in_flight;
+        let index = state.queue.iter().position(|queued| match queued.key {
+            None => true,
+            Some(key) => !in_flight.iter().any(|f| f.key == Some(key)),
+        })?;
+        let queued = state.queue.remove(index)?;
+        state.in_flight.push(InFlight {
+            event: queued.event.clone(),
+            key: queued.key,
+            seq: queued.seq,
+        });
+        Some((queued, owner, state.waiting_publishers > 0))
+    }
+
+    /// Records that delivery `seq` ended.
+    pub fn finish(&mut self, seq: u64) {
+        self.state.in_flight.retain(|f| f.seq != seq);
+    }
+
+    /// Marks the worker as about to wait for work (a push then wakes it).
+    pub fn park(&mut self) {
+        self.state.worker_parked = true;
+    }
+
+    /// Whether the worker's job is over: closed, and nothing left it could run.
+    pub fn finished(&self) -> bool {
+        let state = &*self.state;
+        state.closed
+            && state.in_flight.is_empty()
+            && (state.queue.is_empty() || state.assigned.is_none())
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.state.queue.is_empty() && self.state.in_flight.is_empty()
+    }
+
+    /// Closes the lane: nothing more is pushed.
+    pub fn close(&mut self) {
+        self.state.closed = true;
+    }
+
+    /// Assigns the lane to `member` (`None`: to nobody). Takes effect once nothing is in flight.
+    pub fn assign(&mut self, member: Option<Arc<M>>) {
+        self.state.assigned = member;
+    }
+
+    /// Whether deliveries for `member` are in flight here.
+    pub fn running_for(&self, member: &Arc<M>) -> bool {
+        !self.state.in_flight.is_empty()
+            && self
+                .state
+                .active
+                .as_ref()
+                .is_some_and(|active| Arc::ptr_eq(active, member))
+    }
+
+    /// Counts a publisher waiting for room (undo with [`unwait`](Self::unwait)).
+    pub fn wait(&mut self) {
+        self.state.waiting_publishers += 1;
+    }
+
+    /// Uncounts a publisher waiting for room.
+    pub fn unwait(&mut self) {
+        self.state.waiting_publishers = self.state.waiting_publishers.saturating_sub(1);
+    }
+
+    /// Events queued.
+    pub fn depth(&self) -> usize {
+        self.state.queue.len()
+    }
+
+    /// Deliveries in flight.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.len()
+    }
+
+    /// Removes and returns the queued events and the in-flight ones (for a report, once the
+    /// worker is gone).
+    pub fn drain(&mut self) -> (Vec<Event<T>>, Vec<Event<T>>) {
+        let queued = self.state.queue.drain(..).map(|q| q.event).collect();
+        let in_flight = self.state.in_flight.drain(..).map(|f| f.event).collect();
+        (queued, in_flight)
+    }
+}
+
+fn same<M>(a: Option<&Arc<M>>, b: Option<&Arc<M>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+impl<T, M> fmt::Debug for Lane<T, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Lane")
+            .field("depth", &state.depth())
+            .field("in_flight", &state.in_flight())
+            .field("closed", &state.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, M> fmt::Debug for LaneGuard<'_, T, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaneGuard")
+            .field("depth", &self.depth())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Queued<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queued")
+            .field("event_id", &self.event.id())
+            .field("key", &self.key)
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for InFlight<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight")
+            .field("event_id", &self.event.id())
+            .field("key", &self.key)
+            .field("seq", &self.seq)
+            .finish()
+    }
+}

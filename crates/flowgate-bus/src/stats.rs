@@ -1,0 +1,170 @@
+//! Counters and the `stats()` snapshots.
+
+use std::time::Duration;
+
+use flowgate_core::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one partition, shared by its publishers and its lanes' workers.
+///
+/// Relaxed everywhere: each counter is a tally read only for reporting; no other memory is
+/// published through it.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) published: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) processed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) deduplicated: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One partition's figures, summed over the topic's subscribers.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::bus::Bus;
+/// use flowgate::Event;
+/// let bus = Bus::new();
+/// let topic = bus.topic::<u32>("t").partitions(2).create()?;
+/// topic.publish(Event::new("e", 1)?.with_key("k")).await?;
+/// let stats = topic.stats();
+/// assert_eq!(stats.partitions.len(), 2);
+/// assert_eq!(stats.partitions.iter().map(|p| p.published).sum::<u64>(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionStats {
+    /// The partition's index.
+    pub partition: u32,
+    /// Events queued, over all subscribers' buffers of this partition.
+    pub depth: usize,
+    /// Deliveries running (or waiting to retry).
+    pub in_flight: usize,
+    /// Publishes accepted.
+    pub published: u64,
+    /// Publishes refused (buffer full, wait expired, payload too large, shut down).
+    pub rejected: u64,
+    /// Publishes acknowledged as duplicates (exactly-once) and not delivered.
+    pub duplicates: u64,
+    /// Deliveries that returned `Ok`.
+    pub processed: u64,
+    /// Attempts that failed (returned an error or panicked).
+    pub failed: u64,
+    /// Attempts scheduled again after a failure.
+    pub retried: u64,
+    /// Events handed to a dead-letter sink.
+    pub dead_lettered: u64,
+    /// Deliveries skipped because the subscriber had handled the key `Ok` (exactly-once).
+    pub deduplicated: u64,
+    /// Events dropped by a drop policy (at-most-once).
+    pub dropped: u64,
+}
+
+impl PartitionStats {
+    pub(crate) fn read(partition: u32, counters: &Counters) -> Self {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Self {
+            partition,
+            depth: 0,
+            in_flight: 0,
+            published: get(&counters.published),
+            rejected: get(&counters.rejected),
+            duplicates: get(&counters.duplicates),
+            processed: get(&counters.processed),
+            failed: get(&counters.failed),
+            retried: get(&counters.retried),
+            dead_lettered: get(&counters.dead_lettered),
+            deduplicated: get(&counters.deduplicated),
+            dropped: get(&counters.dropped),
+        }
+    }
+
+    fn accumulate(&mut self, other: &Self) {
+        self.depth += other.depth;
+        self.in_flight += other.in_flight;
+        self.published += other.published;
+        self.rejected += other.rejected;
+        self.duplicates += other.duplicates;
+        self.processed += other.processed;
+        self.failed += other.failed;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.deduplicated += other.deduplicated;
+        self.dropped += other.dropped;
+    }
+}
+
+/// An exactly-once topic's dedupe window, as bounded and as used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DedupeStats {
+    /// Keys remembered now.
+    pub keys: usize,
+    /// The most it remembers.
+    pub max_keys: usize,
+    /// How long it remembers a key.
+    pub max_age: Duration,
+    /// Keys forgotten before `max_age` because the window was full: a duplicate of one of
+    /// them would be delivered again. Non-zero means the window is too small for the load.
+    pub evicted: u64,
+}
+
+/// A topic's figures: per partition, and summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicStats {
+    /// The topic's name.
+    pub topic: String,
+    /// The delivery mode's name.
+    pub mode: &'static str,
+    /// Subscribers (consumer groups count once).
+    pub subscribers: usize,
+    /// The partitions' figures summed (its `partition` field is 0).
+    pub total: PartitionStats,
+    /// Each partition's figures.
+    pub partitions: Vec<PartitionStats>,
+    /// The dedupe window (exactly-once topics).
+    pub dedupe: Option<DedupeStats>,
+    /// Events queued in all partitions (same as `total.depth`).
+    pub depth: usize,
+    /// Deliveries running (same as `total.in_flight`).
+    pub in_flight: usize,
+}
+
+impl TopicStats {
+    pub(crate) fn new(
+        topic: String,
+        mode: &'static str,
+        subscribers: usize,
+        partitions: Vec<PartitionStats>,
+        dedupe: Option<DedupeStats>,
+    ) -> Self {
+        let mut total = PartitionStats::default();
+        for p in &partitions {
+            total.accumulate(p);
+        }
+        Self {
+            topic,
+            mode,
+            subscribers,
+            depth: total.depth,
+            in_flight: total.in_flight,
+            total,
+            partitions,
+            dedupe,
+        }
+    }
+}

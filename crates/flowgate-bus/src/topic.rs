@@ -1,0 +1,770 @@
+//! A topic: its partitions, its publish path and its subscriber groups.
+//!
+//! Publishing an event to partition `p` locks lane `p` of every subscriber group (in the order
+//! of the groups list), checks that each has room and is open, and queues the event in all of
+//! them before unlocking. So a publish is accepted for every subscriber or for none, and a
+//! shutdown (which closes lanes under the same locks) never misses an accepted event.
+
+use std::fmt;
+use std::pin::pin;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use flowgate_core::sync::{Arc, Mutex};
+use flowgate_core::{
+    partition_of_hash, stable_hash, BoxHandler, DeadLetterSink, Event, Handler, LogDeadLetters,
+};
+use tokio::time::Instant;
+
+use crate::config::{Backpressure, TopicConfig};
+use crate::dedupe::{Admit, Dedupe};
+use crate::error::{BusError, PublishError};
+use crate::group::{work, Group, GroupLane, Member};
+use crate::lane::{LaneGuard, Pushed};
+use crate::stats::{Counters, DedupeStats, PartitionStats, TopicStats};
+
+/// What an accepted publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The partition the event went to.
+    pub partition: u32,
+    /// Exactly-once: the idempotency key was accepted before, within the dedupe window, so
+    /// this publish was acknowledged and not delivered again.
+    pub duplicate: bool,
+}
+
+pub(crate) struct TopicInner<T> {
+    pub(crate) name: String,
+    pub(crate) config: TopicConfig<T>,
+    pub(crate) counters: Arc<[Counters]>,
+    /// The subscriber groups. Replaced (under `writer`) on subscribe and unsubscribe.
+    groups: ArcSwap<Vec<Arc<Group<T>>>>,
+    /// Serializes changes to `groups` and the closing of the topic.
+    writer: Mutex<()>,
+    /// Set (under `writer`) when shutdown begins; no group is added after.
+    closed: AtomicBool,
+    /// Publish-side dedupe (exactly-once).
+    dedupe: Option<Dedupe>,
+    /// Spreads unkeyed events over the partitions.
+    next_unkeyed: AtomicU64,
+}
+
+/// A handle to a topic carrying payloads of type `T`. Cheap to clone; clones share the topic.
+///
+/// Created by [`Bus::topic`](crate::Bus::topic). See the [crate docs](crate) for what each
+/// delivery mode promises.
+pub struct Topic<T> {
+    pub(crate) inner: Arc<TopicInner<T>>,
+}
+
+impl<T> Clone for Topic<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// Why a push to the lanes failed.
+enum Refusal {
+    /// Lane `group index` was full.
+    Full(usize),
+    Closed,
+}
+
+impl<T: Send + Sync + 'static> Topic<T> {
+    pub(crate) fn create(name: String, config: TopicConfig<T>) -> Self {
+        let partitions = config.partitions.get() as usize;
+        let dedupe = config.mode.dedupe().map(|window| Dedupe::new(*window));
+        Self {
+            inner: Arc::new(TopicInner {
+                name,
+                counters: (0..partitions).map(|_| Counters::default()).collect(),
+                config,
+                groups: ArcSwap::from_pointee(Vec::new()),
+                writer: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                dedupe,
+                next_unkeyed: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The topic's name.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// let topic = bus.topic::<u8>("orders").create()?;
+    /// assert_eq!(topic.name(), "orders");
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The topic's settings.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// let topic = bus.topic::<u8>("orders").partitions(4).create()?;
+    /// assert_eq!(topic.config().partitions.get(), 4);
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    pub fn config(&self) -> &TopicConfig<T> {
+        &self.inner.config
+    }
+
+    /// The partition an event goes to: the stable hash of its ordering key modulo the
+    /// partition count (see [`flowgate::partition_for`](flowgate_core::partition_for)), or,
+    /// for an unkeyed event, the next partition in turn.
+    fn route(&self, event: &Event<T>) -> (u32, Option<u64>) {
+        let partitions = self.inner.config.partitions;
+        if let Some(key) = event.key() {
+            let hash = stable_hash(key.as_str());
+            (partition_of_hash(hash, partitions), Some(hash))
+        } else {
+            // Relaxed: only spreads load; no ordering is promised for unkeyed events.
+            let turn = self.inner.next_unkeyed.fetch_add(1, Ordering::Relaxed);
+            ((turn % u64::from(partitions.get())) as u32, None)
+        }
+    }
+
+    /// Publishes `event`; `Ok` means accepted (see the crate docs for what that promises).
+    ///
+    /// The event goes to partition `stable_hash(key) mod P` (unkeyed events are spread), and
+    /// is queued for every current subscriber of the topic, or for none. When a buffer is
+    /// full, the topic's [`Backpressure`] policy decides.
+    ///
+    /// # Delivery
+    ///
+    /// Once this returns `Ok`, dropping anything never cancels the delivery. Dropping the
+    /// future before it returns (while it waits for room) publishes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Full`] (policy `Reject`), [`PublishError::Timeout`] (policy `Block`
+    /// with a `max_wait`), [`PublishError::ShutDown`], [`PublishError::TooLarge`]. Each hands
+    /// the event back.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let orders = bus.topic::<u64>("orders").partitions(8).create()?;
+    /// let published = orders.publish(Event::new("order.placed", 42)?.with_key("order-42")).await?;
+    /// assert_eq!(published.partition, flowgate::partition_for(&"order-42".into(), 8.try_into()?));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish(&self, event: Event<T>) -> Result<Published, PublishError<T>> {
+        let inner = &*self.inner;
+        if let Some((limit, size_of)) = &inner.config.max_payload {
+            let size = size_of(event.payload());
+            if size > *limit {
+                let (partition, _) = self.route(&event);
+                Counters::add(&inner.counters[partition as usize].rejected, 1);
+                return Err(PublishError::TooLarge {
+                    event,
+                    size,
+                    limit: *limit,
+                });
+            }
+        }
+        let (partition, key) = self.route(&event);
+        let counters = &inner.counters[partition as usize];
+        let deadline = match inner.config.backpressure {
+            Backpressure::Block {
+                max_wait: Some(wait),
+            } => Some((Instant::now() + wait, wait)),
+            _ => None,
+        };
+        loop {
+            let idempotency_key = inner.dedupe.as_ref().map(|_| event.idempotency_key());
+            let refusal = match (&inner.dedupe, &idempotency_key) {
+                (Some(dedupe), Some(id)) => {
+                    match dedupe.admit(id, || self.try_push(partition, key, &event)) {
+                        Admit::Accepted => None,
+                        Admit::Duplicate => {
+                            Counters::add(&counters.duplicates, 1);
+                            return Ok(Published {
+                                partition,
+                                duplicate: true,
+                            });
+                        }
+                        Admit::Refused(refusal) => Some(refusal),
+                    }
+                }
+                _ => self.try_push(partition, key, &event).err(),
+            };
+            let Some(refusal) = refusal else {
+                Counters::add(&counters.published, 1);
+                return Ok(Published {
+                    partition,
+                    duplicate: false,
+                });
+            };
+            let group = match refusal {
+                Refusal::Closed => {
+                    Counters::add(&counters.rejected, 1);
+                    return Err(PublishError::ShutDown(event));
+                }
+                Refusal::Full(group) => group,
+            };
+            // Drop policies never refuse for room; Reject refuses now.
+            if !matches!(inner.config.backpressure, Backpressure::Block { .. }) {
+                Counters::add(&counters.rejected, 1);
+                return Err(PublishError::Full(event));
+            }
+            let wait = self.wait_for_room(group, partition);
+            let waited = match deadline {
+                None => {
+                    wait.await;
+                    true
+                }
+                Some((at, _)) => tokio::time::timeout_at(at, wait).await.is_ok(),
+            };
+            if !waited {
+                Counters::add(&counters.rejected, 1);
+                let allowed = deadline.map_or(Duration::ZERO, |(_, wait)| wait);
+                return Err(PublishError::Timeout(event, allowed));
+            }
+        }
+    }
+
+    /// Queues the event in lane `partition` of every group, or in none.
+    fn try_push(&self, partition: u32, key: Option<u64>, event: &Event<T>) -> Result<(), Refusal> {
+        let inner = &*self.inner;
+        let groups = inner.groups.load();
+        let p = partition as usize;
+        let policy = inner.config.backpressure;
+        if groups.is_empty() {
+            // Accepted with no one to deliver to, unless the topic is closed. Acquire: pairs
+            // with the Release store in `close`.
+            return if inner.closed.load(Ordering::Acquire) {
+                Err(Refusal::Closed)
+            } else {
+                Ok(())
+            };
+        }
+        if let [group] = &groups[..] {
+            let lane = &group.lanes[p];
+            let mut state = lane.lock();
+            if state.is_closed() {
+                return Err(Refusal::Closed);
+            }
+            if !state.has_room() && !self.make_room(&mut state, p) {
+                return Err(Refusal::Full(0));
+            }
+            let wake = self.push(&mut state, event, key, p);
+            drop(state);
+            if wake {
+                lane.work.notify_one();
+            }
+            return Ok(());
+        }
+        // Lock every group's lane of this partition, in list order (the only order anyone
+        // takes more than one lane lock in), so the publish lands in all of them or none.
+        let mut locked: Vec<LaneGuard<'_, T, Member<T>>> =
+            groups.iter().map(|g| g.lanes[p].lock()).collect();
+        if locked.iter().any(LaneGuard::is_closed) {
+            return Err(Refusal::Closed);
+        }
+        if matches!(policy, Backpressure::Block { .. } | Backpressure::Reject) {
+            if let Some(full) = locked.iter().position(|state| !state.has_room()) {
+                return Err(Refusal::Full(full));
+            }
+        }
+        let mut wake = Vec::new();
+        for (index, state) in locked.iter_mut().enumerate() {
+            if !state.has_room() && !self.make_room(state, p) {
+                continue; // DropNewest: this subscriber does not get it (counted).
+            }
+            if self.push(state, event, key, p) {
+                wake.push(index);
+            }
+        }
+        drop(locked);
+        for index in wake {
+            groups[index].lanes[p].work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A full lane under a drop policy: `true` if the event may be queued (DropOldest drops in
+    /// `push`), `false` if it is dropped for this lane (DropNewest). Counts the drop.
+    fn make_room(&self, _state: &mut LaneGuard<'_, T, Member<T>>, p: usize) -> bool {
+        match self.inner.config.backpressure {
+            Backpressure::DropOldest => true,
+            Backpressure::DropNewest => {
+                Counters::add(&self.inner.counters[p].dropped, 1);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn push(
+        &self,
+        state: &mut LaneGuard<'_, T, Member<T>>,
+        event: &Event<T>,
+        key: Option<u64>,
+        p: usize,
+    ) -> bool {
+        let drop_oldest = self.inner.config.backpressure == Backpressure::DropOldest;
+        let (pushed, wake) = state.push(event.clone(), key, drop_oldest);
+        if pushed == Pushed::DroppedOldest {
+            Counters::add(&self.inner.counters[p].dropped, 1);
+        }
+        wake
+    }
+
+    /// Resolves once lane `partition` of group `index` (in the current list) may have room.
+    async fn wait_for_room(&self, index: usize, partition: u32) {
+        let groups = self.inner.groups.load_full();
+        let Some(group) = groups.get(index) else {
+            return; // The groups changed: just try again.
+        };
+        let lane = &group.lanes[partition as usize];
+        let mut room = pin!(lane.room.notified());
+        room.as_mut().enable();
+        {
+            let mut state = lane.lock();
+            if state.has_room() || state.is_closed() {
+                return;
+            }
+            state.wait();
+        }
+        let _counted = Waiting { lane };
+        room.await;
+    }
+
+    /// Starts building a subscription with this handler.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let topic = bus.topic::<u32>("jobs").create()?;
+    /// let sub = topic.subscribe("worker", |job: Event<u32>| async move {
+    ///     println!("job {}", job.payload());
+    ///     Ok(())
+    /// }).start()?;
+    /// topic.publish(Event::new("job", 7)?).await?;
+    /// let handed_back = sub.unsubscribe().await; // queued events come back, not dropped
+    /// assert_eq!(topic.stats().total.processed + handed_back.len() as u64, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe(
+        &self,
+        name: impl Into<String>,
+        handler: impl Handler<T>,
+    ) -> SubscriptionBuilder<T> {
+        SubscriptionBuilder {
+            topic: self.clone(),
+            name: name.into(),
+            handler: BoxHandler::new(handler),
+            group: None,
+            dead_letters: Arc::new(LogDeadLetters),
+        }
+    }
+
+    /// The topic's figures now: per partition and summed.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// let topic = bus.topic::<u8>("t").partitions(3).create()?;
+    /// let stats = topic.stats();
+    /// assert_eq!((stats.partitions.len(), stats.depth, stats.subscribers), (3, 0, 0));
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    pub fn stats(&self) -> TopicStats {
+        let inner = &*self.inner;
+        let groups = inner.groups.load();
+        let partitions = inner
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(p, counters)| {
+                let mut stats = PartitionStats::read(p as u32, counters);
+                for group in groups.iter() {
+                    let lane = group.lanes[p].lock();
+                    stats.depth += lane.depth();
+                    stats.in_flight += lane.in_flight();
+                }
+                stats
+            })
+            .collect();
+        let dedupe = inner.dedupe.as_ref().map(|dedupe| {
+            let (keys, evicted) = dedupe.sizes();
+            let window = inner.config.mode.dedupe().copied().unwrap_or_default();
+            DedupeStats {
+                keys,
+                max_keys: window.max_keys,
+                max_age: window.max_age,
+                evicted,
+            }
+        });
+        TopicStats::new(
+            inner.name.clone(),
+            inner.config.mode.name(),
+            groups.len(),
+            partitions,
+            dedupe,
+        )
+    }
+
+    /// Adds `member` to the group named `group_name` (a consumer group), or to a new group.
+    fn join(
+        &self,
+        group_name: Option<&str>,
+        member: Arc<Member<T>>,
+    ) -> Result<Arc<Group<T>>, BusError> {
+        let inner = &*self.inner;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
+        let _writer = inner.writer.lock();
+        // Acquire/Release not needed under the writer lock; Relaxed reads the flag it guards.
+        if inner.closed.load(Ordering::Relaxed) {
+            return Err(BusError::ShutDown);
+        }
+        let current = inner.groups.load_full();
+        if let Some(name) = group_name {
+            if let Some(group) = current.iter().find(|g| g.joinable && &*g.name == name) {
+                let mut members = group.members.lock();
+                members.push(member);
+                group.rebalance(&members);
+                return Ok(Arc::clone(group));
+            }
+        }
+        let config = &inner.config;
+        let group = Arc::new(Group {
+            name: Arc::from(group_name.unwrap_or(&member.name)),
+            joinable: group_name.is_some(),
+            mode: config.mode.clone(),
+            lanes: (0..config.partitions.get())
+                .map(|_| GroupLane::new(config.capacity, config.concurrency))
+                .collect(),
+            counters: Arc::clone(&inner.counters),
+            members: Mutex::new(vec![Arc::clone(&member)]),
+            done: config.mode.dedupe().map(|window| Dedupe::new(*window)),
+            workers: Mutex::new(Vec::new()),
+        });
+        group.rebalance(&[member]);
+        let workers = (0..group.lanes.len())
+            .map(|p| runtime.spawn(work(Arc::clone(&group), p)))
+            .collect();
+        *group.workers.lock() = workers;
+        let mut next = Vec::clone(&current);
+        next.push(Arc::clone(&group));
+        inner.groups.store(Arc::new(next));
+        Ok(group)
+    }
+
+    /// Removes `member` from `group`: see [`Subscription::unsubscribe`].
+    async fn leave(&self, group: &Arc<Group<T>>, member: &Arc<Member<T>>) -> Vec<Event<T>> {
+        let inner = &*self.inner;
+        let last = {
+            let _writer = inner.writer.lock();
+            let mut members = group.members.lock();
+            members.retain(|m| !Arc::ptr_eq(m, member));
+            group.rebalance(&members);
+            if members.is_empty() {
+                let current = inner.groups.load_full();
+                let next: Vec<_> = current
+                    .iter()
+                    .filter(|g| !Arc::ptr_eq(g, group))
+                    .cloned()
+                    .collect();
+                inner.groups.store(Arc::new(next));
+                group.close();
+                true
+            } else {
+                false
+            }
+        };
+        if !last {
+            group.wait_released(member).await;
+            return Vec::new();
+        }
+        // The last member: the group is gone from the topic; let its deliveries in flight
+        // finish, then hand back what was still queued.
+        for worker in group.take_workers() {
+            if let Err(error) = worker.await {
+                if error.is_panic() {
+                    tracing::error!(topic = %inner.name, "a partition worker panicked");
+                }
+            }
+        }
+        let (queued, interrupted) = group.drain();
+        debug_assert!(interrupted.is_empty(), "workers finish their deliveries");
+        queued.into_iter().chain(interrupted).collect()
+    }
+
+    /// Stops accepting, drains until `deadline`, and reports; see [`Bus::shutdown`](crate::Bus::shutdown).
+    pub(crate) async fn shutdown_at(&self, deadline: Instant) -> TopicReport<T> {
+        let inner = &*self.inner;
+        let groups = {
+            let _writer = inner.writer.lock();
+            // Release: pairs with the Acquire in `try_push` for a topic without groups.
+            inner.closed.store(true, Ordering::Release);
+            inner.groups.load_full()
+        };
+        for group in groups.iter() {
+            group.close();
+        }
+        let mut deadline_expired = false;
+        for group in groups.iter() {
+            for mut worker in group.take_workers() {
+                if tokio::time::timeout_at(deadline, &mut worker)
+                    .await
+                    .is_err()
+                {
+                    deadline_expired = true;
+                    worker.abort();
+                    let _ = worker.await;
+                }
+            }
+        }
+        let mut undelivered = Vec::new();
+        for group in groups.iter() {
+            let (queued, interrupted) = group.drain();
+            let subscriber = Arc::clone(&group.name);
+            undelivered.extend(queued.into_iter().map(|event| Undelivered {
+                event,
+                subscriber: Arc::clone(&subscriber),
+                interrupted: false,
+            }));
+            undelivered.extend(interrupted.into_iter().map(|event| Undelivered {
+                event,
+                subscriber: Arc::clone(&subscriber),
+                interrupted: true,
+            }));
+        }
+        TopicReport {
+            not_delivered: undelivered.len(),
+            undelivered: if inner.config.mode == crate::DeliveryMode::AtMostOnce {
+                Vec::new()
+            } else {
+                undelivered
+            },
+            deadline_expired,
+            stats: self.stats(),
+        }
+    }
+}
+
+/// Uncounts a publisher waiting for room when its wait ends (or is cancelled).
+struct Waiting<'a, T> {
+    lane: &'a GroupLane<T>,
+}
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        self.lane.lock().unwait();
+    }
+}
+
+/// An accepted event that shutdown could not deliver to one subscriber.
+#[non_exhaustive]
+pub struct Undelivered<T> {
+    /// The event.
+    pub event: Event<T>,
+    /// The subscriber (or consumer group) it was not delivered to.
+    pub subscriber: Arc<str>,
+    /// `true` if its delivery had started (and may have run partly, or be between retries)
+    /// when the deadline cut it off; `false` if it was still queued.
+    pub interrupted: bool,
+}
+
+/// What a topic's shutdown left undone.
+#[non_exhaustive]
+pub struct TopicReport<T> {
+    /// How many (event, subscriber) deliveries did not complete.
+    pub not_delivered: usize,
+    /// The deliveries that did not complete, with their events (at-least-once and
+    /// exactly-once topics; empty for at-most-once, whose promise allows the loss — see
+    /// `not_delivered`).
+    pub undelivered: Vec<Undelivered<T>>,
+    /// Whether the deadline cut the drain short.
+    pub deadline_expired: bool,
+    /// The topic's figures at the end.
+    pub stats: TopicStats,
+}
+
+/// A started subscription: a member of its subscriber group.
+///
+/// It runs until [`unsubscribe`](Self::unsubscribe) or the bus's shutdown. Dropping the
+/// handle does **not** stop it (an accepted event is never abandoned by accident).
+pub struct Subscription<T> {
+    topic: Topic<T>,
+    group: Arc<Group<T>>,
+    member: Arc<Member<T>>,
+}
+
+impl<T: Send + Sync + 'static> Subscription<T> {
+    /// Leaves the subscription.
+    ///
+    /// In a consumer group with other members, this member's partitions move to them: the
+    /// call returns once this member's deliveries in flight finished, and what was queued for
+    /// it is delivered by the new owners, in order. The returned list is then empty.
+    ///
+    /// The last member of a group (or a plain subscriber) stops receiving new events at once;
+    /// its deliveries in flight finish, and the events still queued for it are returned, not
+    /// delivered: the caller decides what to do with them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let topic = bus.topic::<u32>("t").create()?;
+    /// let a = topic.subscribe("a", |_: Event<u32>| async { Ok(()) }).group("g").start()?;
+    /// let b = topic.subscribe("b", |_: Event<u32>| async { Ok(()) }).group("g").start()?;
+    /// assert!(a.unsubscribe().await.is_empty(), "b takes over a's partitions");
+    /// topic.publish(Event::new("e", 1)?).await?;
+    /// let left = b.unsubscribe().await; // the last member: queued events come back
+    /// assert!(left.len() <= 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn unsubscribe(self) -> Vec<Event<T>> {
+        self.topic.leave(&self.group, &self.member).await
+    }
+
+    /// The subscriber's name.
+    pub fn name(&self) -> &str {
+        &self.member.name
+    }
+}
+
+/// Builds a subscription; from [`Topic::subscribe`].
+#[must_use = "a subscription builder does nothing until `start` is called"]
+pub struct SubscriptionBuilder<T> {
+    topic: Topic<T>,
+    name: String,
+    handler: BoxHandler<T>,
+    group: Option<String>,
+    dead_letters: Arc<dyn DeadLetterSink<T>>,
+}
+
+impl<T: Send + Sync + 'static> SubscriptionBuilder<T> {
+    /// Joins the consumer group `name`: its members share the topic's partitions, and each
+    /// event is handled by one of them. Without a group, the subscription gets every event.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
+        self
+    }
+
+    /// Where this subscriber's dead letters go (default: logged at `error` level).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use flowgate::bus::{Bus, DeliveryMode};
+    /// use flowgate::{DeadLetterQueue, DeadLetterSink, Event, HandlerError, RetryPolicy};
+    /// let bus = Bus::new();
+    /// let topic = bus
+    ///     .topic::<u32>("t")
+    ///     .mode(DeliveryMode::AtLeastOnce(RetryPolicy::exponential(3, Duration::ZERO)))
+    ///     .create()?;
+    /// let dead = Arc::new(DeadLetterQueue::new(100));
+    /// let sink = Arc::clone(&dead);
+    /// let _sub = topic
+    ///     .subscribe("s", |_: Event<u32>| async { Err(HandlerError::retryable("down")) })
+    ///     .dead_letters(move |letter| sink.dead_letter(letter))
+    ///     .start()?;
+    /// topic.publish(Event::new("e", 1)?).await?;
+    /// bus.shutdown(Duration::from_secs(1)).await; // drains: the event is dead-lettered
+    /// let letters = dead.drain();
+    /// assert_eq!(letters[0].attempts, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
+        self.dead_letters = Arc::new(sink);
+        self
+    }
+
+    /// Starts the subscription: it receives every event published after this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::ShutDown`] after the bus began shutting down; [`BusError::NoRuntime`]
+    /// outside a tokio runtime; [`BusError::InvalidConfig`] for an empty name.
+    pub fn start(self) -> Result<Subscription<T>, BusError> {
+        if self.name.trim().is_empty() || self.group.as_deref().is_some_and(|g| g.trim().is_empty())
+        {
+            return Err(BusError::InvalidConfig {
+                what: "subscriber name",
+                reason: "empty: name the subscriber (and its group), it appears in stats and dead letters".into(),
+            });
+        }
+        let member = Arc::new(Member {
+            name: Arc::from(self.name),
+            handler: self.handler,
+            dead_letters: self.dead_letters,
+        });
+        let group = self
+            .topic
+            .join(self.group.as_deref(), Arc::clone(&member))?;
+        Ok(Subscription {
+            topic: self.topic,
+            group,
+            member,
+        })
+    }
+}
+
+impl<T> fmt::Debug for Topic<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topic")
+            .field("name", &self.inner.name)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.member.name)
+            .field("group", &self.group.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for SubscriptionBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionBuilder")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Undelivered<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Undelivered")
+            .field("event_id", &self.event.id())
+            .field("subscriber", &self.subscriber)
+            .field("interrupted", &self.interrupted)
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for TopicReport<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicReport")
+            .field("not_delivered", &self.not_delivered)
+            .field("undelivered", &self.undelivered)
+            .field("deadline_expired", &self.deadline_expired)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
