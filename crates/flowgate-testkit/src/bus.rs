@@ -1,0 +1,770 @@
+//! The bus contract checker: record what a bus did, then check it against `DESIGN.md`.
+//!
+//! A [`History`] records, in one total order:
+//!
+//! - every publish and its outcome (accepted, duplicate, refused), in publish order;
+//! - every delivery attempt's start and finish (by wrapping each subscriber's handler with
+//!   [`History::handler`]);
+//! - every dead letter (through [`History::dead_letters`]);
+//! - subscribes and unsubscribes, and the events a shutdown or an unsubscribe reported as
+//!   not delivered.
+//!
+//! [`History::check`] then reports every break of the contract for the topic's delivery mode:
+//!
+//! | rule | broken when |
+//! |---|---|
+//! | lost | an accepted event was, for a subscriber that was subscribed when it was published, neither handled `Ok`, nor dead-lettered, nor reported undelivered (at-most-once: nor started, nor covered by the counted drops) |
+//! | duplicated | at-most-once: a second attempt; at-least-once: an attempt after an `Ok`; exactly-once: an attempt for an idempotency key the subscriber already handled `Ok`, or a second accepted publish of a key inside the dedupe window |
+//! | reordered | an attempt of a later event of a key started before the earlier event of that key reached its final outcome (`Ok`, dead letter, or — at-most-once — its only attempt's end) |
+//! | overlap | two attempts of one key ran at the same time for one subscriber |
+//! | attempts | a dead letter's attempt count differs from the attempts recorded |
+//!
+//! Publishes of one key must come from one task at a time for "publish order" to mean
+//! anything; the recorder takes the order in which [`History::published`] was called.
+//!
+//! ```
+//! use flowgate::Event;
+//! use flowgate_testkit::bus::{History, Mode, Spec};
+//!
+//! let history = History::new();
+//! history.subscribed("billing");
+//! let event = Event::new("order.placed", 1u32)?.with_key("order-1");
+//! history.published(&event, true, false);
+//! // ... the bus never delivers it ...
+//! let report = history.check(&Spec::new(Mode::AtLeastOnce));
+//! assert_eq!(report.lost, 1);
+//! assert!(!report.is_ok());
+//! # Ok::<(), flowgate::CoreError>(())
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use flowgate_core::{
+    BoxFuture, DeadLetter, DeadLetterSink, Event, EventId, Handler, HandlerResult,
+};
+
+/// The delivery mode whose promise is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Invoked at most once.
+    AtMostOnce,
+    /// Invoked until `Ok`, or dead-lettered.
+    AtLeastOnce,
+    /// At-least-once plus deduplication by idempotency key.
+    ExactlyOnce,
+}
+
+/// What the checker is told besides the history.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Spec {
+    /// The topic's delivery mode.
+    pub mode: Mode,
+    /// Events the bus counted as dropped by a drop policy (at-most-once): that many
+    /// undelivered events are not lost.
+    pub dropped: u64,
+    /// Exactly-once: the dedupe window's `max_keys`. A key accepted again after at least this
+    /// many other keys were accepted may have been forgotten, so it is not a duplicate.
+    pub dedupe_max_keys: Option<usize>,
+    /// At-least-once: tolerate an attempt after an `Ok` (a redelivery after a crash, which
+    /// the promise allows across processes). In process, leave it `false`.
+    pub allow_redelivery: bool,
+}
+
+impl Spec {
+    /// The spec for `mode`: no drops, an unbounded dedupe window, no redelivery allowed.
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            dropped: 0,
+            dedupe_max_keys: None,
+            allow_redelivery: false,
+        }
+    }
+}
+
+/// One recorded fact.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Record {
+    /// A publish returned.
+    Published {
+        /// The event's id.
+        event: EventId,
+        /// Its ordering key.
+        key: Option<String>,
+        /// Its idempotency key.
+        idempotency_key: String,
+        /// Whether the publish returned `Ok`.
+        accepted: bool,
+        /// Whether it was acknowledged as a duplicate (exactly-once).
+        duplicate: bool,
+    },
+    /// A delivery attempt began.
+    Started {
+        /// The subscriber (or consumer group).
+        subscriber: Arc<str>,
+        /// The event.
+        event: EventId,
+        /// The event's ordering key.
+        key: Option<String>,
+        /// Its idempotency key.
+        idempotency_key: String,
+    },
+    /// A delivery attempt ended.
+    Finished {
+        /// The subscriber.
+        subscriber: Arc<str>,
+        /// The event.
+        event: EventId,
+        /// Whether the handler returned `Ok`.
+        ok: bool,
+    },
+    /// A dead letter reached the subscriber's sink.
+    DeadLettered {
+        /// The subscriber.
+        subscriber: Arc<str>,
+        /// The event.
+        event: EventId,
+        /// The attempt count the dead letter carried.
+        attempts: u32,
+    },
+    /// A subscriber (or group) began receiving.
+    Subscribed {
+        /// The subscriber.
+        subscriber: Arc<str>,
+    },
+    /// A subscriber (or group) stopped receiving.
+    Unsubscribed {
+        /// The subscriber.
+        subscriber: Arc<str>,
+    },
+    /// A shutdown or an unsubscribe reported this event as not delivered to the subscriber.
+    Undelivered {
+        /// The subscriber.
+        subscriber: Arc<str>,
+        /// The event.
+        event: EventId,
+    },
+}
+
+/// A recorded history; see the [module docs](self). Cheap to clone; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    records: Arc<Mutex<Vec<Record>>>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a record.
+    pub fn record(&self, record: Record) {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(record);
+    }
+
+    /// The records so far, in order.
+    pub fn records(&self) -> Vec<Record> {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a publish's outcome: call it right after `publish` returned.
+    pub fn published<T>(&self, event: &Event<T>, accepted: bool, duplicate: bool) {
+        self.record(Record::Published {
+            event: event.id(),
+            key: event.key().map(|k| k.as_str().to_owned()),
+            idempotency_key: event.idempotency_key().as_str().to_owned(),
+            accepted,
+            duplicate,
+        });
+    }
+
+    /// Records that `subscriber` (a subscriber or consumer group name) began receiving: call
+    /// it once its subscription started.
+    pub fn subscribed(&self, subscriber: &str) {
+        self.record(Record::Subscribed {
+            subscriber: Arc::from(subscriber),
+        });
+    }
+
+    /// Records that `subscriber` left, and the events it handed back undelivered.
+    pub fn unsubscribed<'a, T: 'a>(
+        &self,
+        subscriber: &str,
+        handed_back: impl IntoIterator<Item = &'a Event<T>>,
+    ) {
+        let subscriber: Arc<str> = Arc::from(subscriber);
+        for event in handed_back {
+            self.record(Record::Undelivered {
+                subscriber: Arc::clone(&subscriber),
+                event: event.id(),
+            });
+        }
+        self.record(Record::Unsubscribed { subscriber });
+    }
+
+    /// Records that a shutdown reported `event` as not delivered to `subscriber`.
+    pub fn undelivered<T>(&self, subscriber: &str, event: &Event<T>) {
+        self.record(Record::Undelivered {
+            subscriber: Arc::from(subscriber),
+            event: event.id(),
+        });
+    }
+
+    /// Wraps `handler` so that each attempt's start and end are recorded for `subscriber`
+    /// (for a consumer group, pass the group's name for every member).
+    pub fn handler<T, H: Handler<T>>(&self, subscriber: &str, handler: H) -> Recorded<H> {
+        Recorded {
+            history: self.clone(),
+            subscriber: Arc::from(subscriber),
+            inner: Arc::new(handler),
+        }
+    }
+
+    /// A dead-letter sink that records each letter for `subscriber`.
+    pub fn dead_letters<T>(&self, subscriber: &str) -> impl DeadLetterSink<T> {
+        let history = self.clone();
+        let subscriber: Arc<str> = Arc::from(subscriber);
+        move |letter: DeadLetter<T>| {
+            history.record(Record::DeadLettered {
+                subscriber: Arc::clone(&subscriber),
+                event: letter.event.id(),
+                attempts: letter.attempts,
+            });
+        }
+    }
+
+    /// Checks the history against the contract for `spec`.
+    pub fn check(&self, spec: &Spec) -> CheckReport {
+        check(&self.records(), spec)
+    }
+}
+
+/// A handler that records its attempts in a [`History`].
+pub struct Recorded<H> {
+    history: History,
+    subscriber: Arc<str>,
+    inner: Arc<H>,
+}
+
+impl<H> fmt::Debug for Recorded<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorded")
+            .field("subscriber", &self.subscriber)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, H> Handler<T> for Recorded<H>
+where
+    T: Send + Sync + 'static,
+    H: Handler<T>,
+{
+    fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
+        let id = event.id();
+        self.history.record(Record::Started {
+            subscriber: Arc::clone(&self.subscriber),
+            event: id,
+            key: event.key().map(|k| k.as_str().to_owned()),
+            idempotency_key: event.idempotency_key().as_str().to_owned(),
+        });
+        let history = self.history.clone();
+        let subscriber = Arc::clone(&self.subscriber);
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            // Record the end even if the attempt panics or is cancelled.
+            let mut end = EndGuard {
+                history,
+                subscriber,
+                event: id,
+                ok: false,
+            };
+            let outcome = flowgate_core::invoke(&*inner, event).await;
+            end.ok = outcome.is_ok();
+            outcome
+        })
+    }
+}
+
+struct EndGuard {
+    history: History,
+    subscriber: Arc<str>,
+    event: EventId,
+    ok: bool,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.history.record(Record::Finished {
+            subscriber: Arc::clone(&self.subscriber),
+            event: self.event,
+            ok: self.ok,
+        });
+    }
+}
+
+/// One break of the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// An accepted event reached no final outcome for a subscriber.
+    Lost {
+        /// The subscriber.
+        subscriber: String,
+        /// The event.
+        event: EventId,
+    },
+    /// An attempt the mode does not allow.
+    Duplicated {
+        /// The subscriber (empty for a duplicate publish).
+        subscriber: String,
+        /// The event.
+        event: EventId,
+        /// Why it is a duplicate.
+        why: &'static str,
+    },
+    /// A later event of a key started before an earlier one of that key was done.
+    Reordered {
+        /// The subscriber.
+        subscriber: String,
+        /// The key.
+        key: String,
+        /// The earlier event (in publish order).
+        earlier: EventId,
+        /// The later event, which started too soon.
+        later: EventId,
+    },
+    /// Two attempts of one key ran at once for one subscriber.
+    Overlap {
+        /// The subscriber.
+        subscriber: String,
+        /// The key.
+        key: String,
+        /// The attempt already running.
+        running: EventId,
+        /// The attempt that started meanwhile.
+        started: EventId,
+    },
+    /// A dead letter's attempt count differs from the attempts recorded.
+    Attempts {
+        /// The subscriber.
+        subscriber: String,
+        /// The event.
+        event: EventId,
+        /// What the dead letter said.
+        reported: u32,
+        /// What the history shows.
+        recorded: u32,
+    },
+}
+
+/// What [`History::check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckReport {
+    /// Accepted events that reached no final outcome, per (event, subscriber).
+    pub lost: usize,
+    /// Attempts (or publishes) beyond what the mode allows.
+    pub duplicated: usize,
+    /// Same-key events started before an earlier one was done.
+    pub reordered: usize,
+    /// Same-key attempts that ran at once.
+    pub overlaps: usize,
+    /// Dead letters whose attempt count is wrong.
+    pub wrong_attempts: usize,
+    /// Accepted publishes checked.
+    pub accepted: usize,
+    /// Deliveries (event × subscriber) expected.
+    pub expected_deliveries: usize,
+    /// Every violation found, in the order found.
+    pub violations: Vec<Violation>,
+}
+
+impl CheckReport {
+    /// Whether the history keeps the contract.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    fn push(&mut self, violation: Violation) {
+        match violation {
+            Violation::Lost { .. } => self.lost += 1,
+            Violation::Duplicated { .. } => self.duplicated += 1,
+            Violation::Reordered { .. } => self.reordered += 1,
+            Violation::Overlap { .. } => self.overlaps += 1,
+            Violation::Attempts { .. } => self.wrong_attempts += 1,
+        }
+        self.violations.push(violation);
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} accepted, {} deliveries expected: {} lost, {} duplicated, {} reordered, {} overlaps, {} wrong attempt counts",
+            self.accepted,
+            self.expected_deliveries,
+            self.lost,
+            self.duplicated,
+            self.reordered,
+            self.overlaps,
+            self.wrong_attempts
+        )?;
+        for violation in self.violations.iter().take(10) {
+            write!(f, "\n  {violation:?}")?;
+        }
+        if self.violations.len() > 10 {
+            write!(f, "\n  ... and {} more", self.violations.len() - 10)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one subscriber did with one event.
+#[derive(Debug, Default)]
+struct Deliveries {
+    /// Indexes (in the history) of each attempt's start and end.
+    attempts: Vec<(usize, Option<usize>, bool)>,
+    /// Index of the dead letter, with its attempt count.
+    dead_letter: Option<(usize, u32)>,
+    undelivered: bool,
+    /// The event's ordering key, as its attempts recorded it.
+    key: Option<String>,
+}
+
+impl Deliveries {
+    /// Where the event reached its final outcome for this subscriber, if it did.
+    fn done_at(&self, mode: Mode) -> Option<usize> {
+        if let Some((at, _)) = self.dead_letter {
+            return Some(at);
+        }
+        match mode {
+            Mode::AtMostOnce => self.attempts.first().and_then(|(_, end, _)| *end),
+            _ => self
+                .attempts
+                .iter()
+                .find(|(_, _, ok)| *ok)
+                .and_then(|(_, end, _)| *end),
+        }
+    }
+}
+
+struct Accepted<'a> {
+    at: usize,
+    event: EventId,
+    key: Option<&'a str>,
+    subscribers: Vec<Arc<str>>,
+}
+
+fn check(records: &[Record], spec: &Spec) -> CheckReport {
+    let mut replay = Replay::new(spec);
+    for (at, record) in records.iter().enumerate() {
+        replay.apply(at, record);
+    }
+    replay.find_lost();
+    replay.find_reordered();
+    replay.report
+}
+
+/// The checker's state while it replays a history.
+struct Replay<'a> {
+    spec: &'a Spec,
+    report: CheckReport,
+    /// Subscribers subscribed at this point of the history.
+    subscribed: Vec<Arc<str>>,
+    /// Accepted (non-duplicate) publishes, in publish order.
+    accepted: Vec<Accepted<'a>>,
+    /// (subscriber, event) -> what happened.
+    deliveries: HashMap<(Arc<str>, EventId), Deliveries>,
+    /// Exactly-once publish dedupe: every accepted idempotency key in order, and where each
+    /// was last accepted.
+    accepted_keys: Vec<&'a str>,
+    last_accepted: HashMap<&'a str, usize>,
+    /// Attempts running now, per (subscriber, ordering key).
+    running: HashMap<(Arc<str>, String), Vec<EventId>>,
+    /// Exactly-once: idempotency keys handled `Ok`, per subscriber.
+    handled: HashSet<(Arc<str>, String)>,
+    /// The idempotency key of each accepted event.
+    idempotency: HashMap<EventId, &'a str>,
+}
+
+impl<'a> Replay<'a> {
+    fn new(spec: &'a Spec) -> Self {
+        Self {
+            spec,
+            report: CheckReport::default(),
+            subscribed: Vec::new(),
+            accepted: Vec::new(),
+            deliveries: HashMap::new(),
+            accepted_keys: Vec::new(),
+            last_accepted: HashMap::new(),
+            running: HashMap::new(),
+            handled: HashSet::new(),
+            idempotency: HashMap::new(),
+        }
+    }
+
+    fn entry(&mut self, subscriber: &Arc<str>, event: EventId) -> &mut Deliveries {
+        self.deliveries
+            .entry((Arc::clone(subscriber), event))
+            .or_default()
+    }
+
+    fn apply(&mut self, at: usize, record: &'a Record) {
+        match record {
+            Record::Subscribed { subscriber } => self.subscribed.push(Arc::clone(subscriber)),
+            Record::Unsubscribed { subscriber } => {
+                if let Some(i) = self.subscribed.iter().position(|s| s == subscriber) {
+                    self.subscribed.remove(i);
+                }
+            }
+            Record::Published {
+                event,
+                key,
+                idempotency_key,
+                accepted: true,
+                duplicate: false,
+            } => self.published(at, *event, key.as_deref(), idempotency_key),
+            Record::Published { .. } => {}
+            Record::Started {
+                subscriber,
+                event,
+                key,
+                idempotency_key,
+            } => self.started(at, subscriber, *event, key.as_ref(), idempotency_key),
+            Record::Finished {
+                subscriber,
+                event,
+                ok,
+            } => self.finished(at, subscriber, *event, *ok),
+            Record::DeadLettered {
+                subscriber,
+                event,
+                attempts,
+            } => self.entry(subscriber, *event).dead_letter = Some((at, *attempts)),
+            Record::Undelivered { subscriber, event } => {
+                self.entry(subscriber, *event).undelivered = true;
+            }
+        }
+    }
+
+    fn published(&mut self, at: usize, event: EventId, key: Option<&'a str>, id_key: &'a str) {
+        if self.spec.mode == Mode::ExactlyOnce {
+            if let Some(&previous) = self.last_accepted.get(id_key) {
+                let since = distinct_since(&self.accepted_keys, previous);
+                if self.spec.dedupe_max_keys.is_none_or(|max| since < max) {
+                    self.report.push(Violation::Duplicated {
+                        subscriber: String::new(),
+                        event,
+                        why: "idempotency key accepted twice inside the dedupe window",
+                    });
+                }
+            }
+            self.last_accepted.insert(id_key, self.accepted_keys.len());
+            self.accepted_keys.push(id_key);
+        }
+        self.idempotency.insert(event, id_key);
+        self.accepted.push(Accepted {
+            at,
+            event,
+            key,
+            subscribers: self.subscribed.clone(),
+        });
+    }
+
+    fn started(
+        &mut self,
+        at: usize,
+        subscriber: &Arc<str>,
+        event: EventId,
+        key: Option<&String>,
+        id_key: &str,
+    ) {
+        let mode = self.spec.mode;
+        let allow_redelivery = self.spec.allow_redelivery;
+        let handled_before = self
+            .handled
+            .contains(&(Arc::clone(subscriber), id_key.to_owned()));
+        let entry = self.entry(subscriber, event);
+        let ok_before = entry.attempts.iter().any(|(_, _, ok)| *ok);
+        let duplicate = match mode {
+            Mode::AtMostOnce => {
+                (!entry.attempts.is_empty()).then_some("a second attempt under at-most-once")
+            }
+            Mode::AtLeastOnce => (ok_before && !allow_redelivery)
+                .then_some("an attempt after the subscriber returned Ok"),
+            Mode::ExactlyOnce => {
+                handled_before.then_some("an attempt for a key the subscriber already handled Ok")
+            }
+        };
+        entry.attempts.push((at, None, false));
+        entry.key = key.cloned();
+        if let Some(why) = duplicate {
+            self.report.push(Violation::Duplicated {
+                subscriber: subscriber.to_string(),
+                event,
+                why,
+            });
+        }
+        if let Some(key) = key {
+            let now = self
+                .running
+                .entry((Arc::clone(subscriber), key.clone()))
+                .or_default();
+            if let Some(&running) = now.first() {
+                self.report.push(Violation::Overlap {
+                    subscriber: subscriber.to_string(),
+                    key: key.clone(),
+                    running,
+                    started: event,
+                });
+            }
+            now.push(event);
+        }
+    }
+
+    fn finished(&mut self, at: usize, subscriber: &Arc<str>, event: EventId, ok: bool) {
+        let entry = self.entry(subscriber, event);
+        if let Some(attempt) = entry.attempts.iter_mut().rev().find(|a| a.1.is_none()) {
+            attempt.1 = Some(at);
+            attempt.2 = ok;
+        }
+        let key = entry.key.clone();
+        if ok {
+            if let Some(id_key) = self.idempotency.get(&event) {
+                self.handled
+                    .insert((Arc::clone(subscriber), (*id_key).to_owned()));
+            }
+        }
+        if let Some(key) = key {
+            if let Some(now) = self.running.get_mut(&(Arc::clone(subscriber), key)) {
+                if let Some(i) = now.iter().position(|e| *e == event) {
+                    now.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Every accepted event must reach a final outcome for each subscriber subscribed when it
+    /// was published, or be reported undelivered.
+    fn find_lost(&mut self) {
+        let empty = Deliveries::default();
+        let mut violations = Vec::new();
+        let mut unaccounted_at_most_once = 0u64;
+        self.report.accepted = self.accepted.len();
+        for publish in &self.accepted {
+            for subscriber in &publish.subscribers {
+                self.report.expected_deliveries += 1;
+                let d = self
+                    .deliveries
+                    .get(&(Arc::clone(subscriber), publish.event))
+                    .unwrap_or(&empty);
+                if let Some((_, reported)) = d.dead_letter {
+                    let recorded = d.attempts.len() as u32;
+                    if reported != recorded {
+                        violations.push(Violation::Attempts {
+                            subscriber: subscriber.to_string(),
+                            event: publish.event,
+                            reported,
+                            recorded,
+                        });
+                    }
+                }
+                let succeeded = d.dead_letter.is_some() || d.attempts.iter().any(|a| a.2);
+                let reached = match self.spec.mode {
+                    Mode::AtMostOnce => !d.attempts.is_empty(),
+                    Mode::AtLeastOnce => succeeded,
+                    // A key handled Ok by an earlier event counts (the delivery was skipped).
+                    Mode::ExactlyOnce => {
+                        succeeded
+                            || self.idempotency.get(&publish.event).is_some_and(|key| {
+                                self.handled
+                                    .contains(&(Arc::clone(subscriber), (*key).to_owned()))
+                            })
+                    }
+                };
+                if reached || d.undelivered {
+                    continue;
+                }
+                if self.spec.mode == Mode::AtMostOnce {
+                    unaccounted_at_most_once += 1;
+                    if unaccounted_at_most_once <= self.spec.dropped {
+                        continue;
+                    }
+                }
+                violations.push(Violation::Lost {
+                    subscriber: subscriber.to_string(),
+                    event: publish.event,
+                });
+            }
+        }
+        for violation in violations {
+            self.report.push(violation);
+        }
+    }
+
+    /// Per subscriber and key, in publish order, each event's first attempt starts after the
+    /// previous event of the key (among those attempted at all) reached its final outcome.
+    fn find_reordered(&mut self) {
+        let mut by_key: HashMap<&str, Vec<&Accepted<'_>>> = HashMap::new();
+        for publish in &self.accepted {
+            if let Some(key) = publish.key {
+                by_key.entry(key).or_default().push(publish);
+            }
+        }
+        let mut ordered_keys: Vec<_> = by_key.into_iter().collect();
+        ordered_keys.sort_by_key(|(_, events)| events[0].at);
+        let mut violations = Vec::new();
+        for (key, events) in ordered_keys {
+            let mut subscribers: Vec<&Arc<str>> =
+                events.iter().flat_map(|e| e.subscribers.iter()).collect();
+            subscribers.sort();
+            subscribers.dedup();
+            for subscriber in subscribers {
+                let mut previous: Option<(EventId, Option<usize>)> = None;
+                for publish in &events {
+                    let Some(d) = self
+                        .deliveries
+                        .get(&(Arc::clone(subscriber), publish.event))
+                    else {
+                        continue;
+                    };
+                    let Some(&(first_start, _, _)) = d.attempts.first() else {
+                        continue;
+                    };
+                    if let Some((earlier, done)) = previous {
+                        if done.is_none_or(|done| first_start < done) {
+                            violations.push(Violation::Reordered {
+                                subscriber: subscriber.to_string(),
+                                key: key.to_owned(),
+                                earlier,
+                                later: publish.event,
+                            });
+                        }
+                    }
+                    previous = Some((publish.event, d.done_at(self.spec.mode)));
+                }
+            }
+        }
+        for violation in violations {
+            self.report.push(violation);
+        }
+    }
+}
+
+/// Distinct keys accepted after position `since` in `keys`.
+fn distinct_since(keys: &[&str], since: usize) -> usize {
+    keys[since + 1..].iter().collect::<HashSet<_>>().len()
+}
