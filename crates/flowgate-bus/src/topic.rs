@@ -67,6 +67,17 @@ impl<T> Clone for Topic<T> {
     }
 }
 
+/// What a publish does with a full lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenFull {
+    /// Queue it anyway, dropping the lane's oldest event.
+    Push,
+    /// Accept the publish without queueing it for this lane.
+    Skip,
+    /// Refuse the publish (or wait, under `Block`).
+    Refuse,
+}
+
 /// Why a push to the lanes failed.
 enum Refusal {
     /// Lane `group index` was full.
@@ -255,8 +266,12 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if state.is_closed() {
                 return Err(Refusal::Closed);
             }
-            if !state.has_room() && !self.make_room(&mut state, p) {
-                return Err(Refusal::Full(0));
+            if !state.has_room() {
+                match self.when_full(p) {
+                    WhenFull::Push => {}
+                    WhenFull::Skip => return Ok(()),
+                    WhenFull::Refuse => return Err(Refusal::Full(0)),
+                }
             }
             let wake = self.push(&mut state, event, key, p);
             drop(state);
@@ -279,7 +294,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
         }
         let mut wake = Vec::new();
         for (index, state) in locked.iter_mut().enumerate() {
-            if !state.has_room() && !self.make_room(state, p) {
+            if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
             if self.push(state, event, key, p) {
@@ -293,16 +308,16 @@ impl<T: Send + Sync + 'static> Topic<T> {
         Ok(())
     }
 
-    /// A full lane under a drop policy: `true` if the event may be queued (DropOldest drops in
-    /// `push`), `false` if it is dropped for this lane (DropNewest). Counts the drop.
-    fn make_room(&self, _state: &mut LaneGuard<'_, T, Member<T>>, p: usize) -> bool {
+    /// What to do with a full lane under the topic's policy. Counts a `DropNewest` drop
+    /// (`DropOldest` drops, and counts, in `push`).
+    fn when_full(&self, p: usize) -> WhenFull {
         match self.inner.config.backpressure {
-            Backpressure::DropOldest => true,
+            Backpressure::DropOldest => WhenFull::Push,
             Backpressure::DropNewest => {
                 Counters::add(&self.inner.counters[p].dropped, 1);
-                false
+                WhenFull::Skip
             }
-            _ => false,
+            _ => WhenFull::Refuse,
         }
     }
 
