@@ -7,7 +7,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use flowgate_core::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use flowgate_core::sync::Mutex;
 use flowgate_core::{EventType, RetryPolicy};
 use tokio::time::Instant;
 

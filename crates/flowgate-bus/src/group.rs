@@ -11,7 +11,9 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 
-use flowgate_core::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use flowgate_core::sync::Mutex;
 use flowgate_core::{invoke, BoxHandler, DeadLetter, DeadLetterSink, Event, RetryPolicy};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::task::JoinHandle;

@@ -23,7 +23,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use flowgate_core::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use flowgate_core::sync::{Mutex, MutexGuard};
 use flowgate_core::Event;
 use tokio::sync::Notify;
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use flowgate_core::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use flowgate_core::sync::Mutex;
 use flowgate_core::{
     partition_of_hash, stable_hash, BoxHandler, DeadLetterSink, Event, Handler, LogDeadLetters,
 };
@@ -218,6 +220,10 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 });
             };
             let group = match refusal {
+                // A closed lane of a topic still open belongs to a group whose last member
+                // just left; it was removed from the list before its lanes closed, so the next
+                // attempt does not see it. Acquire: pairs with the Release in `shutdown_at`.
+                Refusal::Closed if !inner.closed.load(Ordering::Acquire) => continue,
                 Refusal::Closed => {
                     Counters::add(&counters.rejected, 1);
                     return Err(PublishError::ShutDown(event));

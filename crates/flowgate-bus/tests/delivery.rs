@@ -350,3 +350,28 @@ async fn a_consumer_group_splits_partitions_and_survives_a_leave() {
         "after a left, only b"
     );
 }
+
+/// A publish racing with the last member's leave is accepted (or handed back by the leave),
+/// never refused as if the topic had shut down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_racing_an_unsubscribe_is_not_refused() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u32>("t").partitions(2).create().unwrap();
+    for _ in 0..2_000 {
+        let sub = topic
+            .subscribe("s", |_: Event<u32>| async { Ok(()) })
+            .start()
+            .unwrap();
+        let publisher = tokio::spawn({
+            let topic = topic.clone();
+            async move {
+                for n in 0..50 {
+                    topic.publish(Event::new("e", n).unwrap()).await.unwrap();
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        sub.unsubscribe().await;
+        common::within("the publisher", publisher).await.unwrap();
+    }
+}
