@@ -67,9 +67,14 @@ impl<T: Send + Sync + 'static> Group<T> {
             loop {
                 let mut idle = pin!(lane.room.notified());
                 idle.as_mut().enable();
-                if !lane.lock().running_for(member) {
-                    break;
+                {
+                    let mut state = lane.lock();
+                    if !state.running_for(member) {
+                        break;
+                    }
+                    state.watch();
                 }
+                let _watching = Watching { lane };
                 idle.await;
             }
         }
@@ -105,31 +110,80 @@ impl<T: Send + Sync + 'static> Group<T> {
 /// The worker of lane `p`: takes what the lane hands out, runs up to the concurrency cap at
 /// once, and stops when the lane is closed and drained.
 pub(crate) async fn work<T: Send + Sync + 'static>(group: Arc<Group<T>>, p: usize) {
+    if group.lanes[p].concurrency() == 1 {
+        work_one_at_a_time(&group, p).await;
+    } else {
+        work_concurrently(&group, p).await;
+    }
+    // Whoever waits for this lane's deliveries to end: they did.
+    group.lanes[p].room.notify_waiters();
+}
+
+/// The worker of a lane with a cap of 1: one delivery at a time, awaited in place; the end of
+/// one and the take of the next share one lock.
+async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize) {
+    let lane = &group.lanes[p];
+    let counters = &group.counters[p];
+    let mut ended: Option<u64> = None;
+    loop {
+        let (next, notify) = {
+            let mut state = lane.lock();
+            let watched = ended.take().is_some_and(|seq| state.finish(seq));
+            match state.take() {
+                Some((queued, member, publishers_wait)) => {
+                    (Some((queued, member)), watched || publishers_wait)
+                }
+                None if state.finished() => {
+                    drop(state);
+                    if watched {
+                        lane.room.notify_waiters();
+                    }
+                    return;
+                }
+                None => {
+                    state.park();
+                    (None, watched)
+                }
+            }
+        };
+        if notify {
+            lane.room.notify_waiters();
+        }
+        match next {
+            Some((queued, member)) => ended = Some(deliver(group, counters, member, queued).await),
+            None => lane.work.notified().await,
+        }
+    }
+}
+
+/// The worker of a lane with a cap above 1: up to the cap of deliveries run at once, in this
+/// one task.
+async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize) {
     let lane = &group.lanes[p];
     let counters = &group.counters[p];
     let mut running = FuturesUnordered::new();
     loop {
-        let (wake_publishers, wait_for_work) = {
+        let (notify, wait_for_work) = {
             let mut state = lane.lock();
-            let mut wake = false;
-            while let Some((queued, member, waiting)) = state.take() {
-                wake |= waiting;
-                running.push(deliver(&group, counters, member, queued));
+            let mut notify = false;
+            while let Some((queued, member, publishers_wait)) = state.take() {
+                notify |= publishers_wait;
+                running.push(deliver(group, counters, member, queued));
             }
             if running.is_empty() && state.finished() {
-                break;
+                return;
             }
             // Wait for pushes only if a push could let more start (the cap is not reached).
             let could_take_more = running.len() < lane.concurrency();
             if could_take_more {
                 state.park();
             }
-            (wake, could_take_more)
+            (notify, could_take_more)
         };
-        if wake_publishers {
+        if notify {
             lane.room.notify_waiters();
         }
-        let finished = if wait_for_work {
+        let ended = if wait_for_work {
             tokio::select! {
                 seq = running.next(), if !running.is_empty() => seq,
                 () = lane.work.notified() => None,
@@ -137,13 +191,23 @@ pub(crate) async fn work<T: Send + Sync + 'static>(group: Arc<Group<T>>, p: usiz
         } else {
             running.next().await
         };
-        if let Some(seq) = finished {
-            lane.lock().finish(seq);
-            // Rebalances and shutdowns wait on `room` for in-flight deliveries to end.
-            lane.room.notify_waiters();
+        if let Some(seq) = ended {
+            if lane.lock().finish(seq) {
+                lane.room.notify_waiters();
+            }
         }
     }
-    lane.room.notify_waiters();
+}
+
+/// Uncounts a watcher of a lane when its wait ends (or is cancelled).
+struct Watching<'a, T> {
+    lane: &'a GroupLane<T>,
+}
+
+impl<T> Drop for Watching<'_, T> {
+    fn drop(&mut self) {
+        self.lane.lock().unwatch();
+    }
 }
 
 /// One event's delivery to one member, with the mode's retries and dead letter. Resolves to the

@@ -63,6 +63,8 @@ struct LaneState<T, M> {
     worker_parked: bool,
     /// Publishers waiting on `room`.
     waiting_publishers: usize,
+    /// Others waiting on `room` for deliveries to end (rebalances, unsubscribes).
+    watchers: usize,
 }
 
 /// See the [module docs](self).
@@ -71,7 +73,9 @@ pub struct Lane<T, M> {
     /// Wakes the lane's worker. `notify_one` keeps a permit when the worker is not waiting
     /// yet, so a wake-up between its check and its wait is not lost.
     pub work: Notify,
-    /// Wakes publishers waiting for room, and anyone waiting for the lane to go idle.
+    /// Wakes publishers waiting for room (after a take) and watchers waiting for deliveries
+    /// to end (after a finish). Notified only when someone is counted as waiting: a
+    /// `notify_waiters` takes tokio's internal lock even when nobody waits.
     pub room: Notify,
     capacity: usize,
     concurrency: usize,
@@ -99,6 +103,7 @@ impl<T, M> Lane<T, M> {
                 active: None,
                 worker_parked: false,
                 waiting_publishers: 0,
+                watchers: 0,
             }),
             work: Notify::new(),
             room: Notify::new(),
@@ -186,9 +191,22 @@ impl<T, M> LaneGuard<'_, T, M> {
         Some((queued, owner, state.waiting_publishers > 0))
     }
 
-    /// Records that delivery `seq` ended.
-    pub fn finish(&mut self, seq: u64) {
+    /// Records that delivery `seq` ended. Returns whether someone watches for that (then
+    /// notify `room`).
+    pub fn finish(&mut self, seq: u64) -> bool {
         self.state.in_flight.retain(|f| f.seq != seq);
+        self.state.watchers > 0
+    }
+
+    /// Counts a watcher waiting on `room` for deliveries to end (undo with
+    /// [`unwatch`](Self::unwatch)).
+    pub fn watch(&mut self) {
+        self.state.watchers += 1;
+    }
+
+    /// Uncounts a watcher.
+    pub fn unwatch(&mut self) {
+        self.state.watchers = self.state.watchers.saturating_sub(1);
     }
 
     /// Marks the worker as about to wait for work (a push then wakes it).

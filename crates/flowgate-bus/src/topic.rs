@@ -288,28 +288,39 @@ impl<T: Send + Sync + 'static> Topic<T> {
         }
         // Lock every group's lane of this partition, in list order (the only order anyone
         // takes more than one lane lock in), so the publish lands in all of them or none.
-        let mut locked: Vec<LaneGuard<'_, T, Member<T>>> =
-            groups.iter().map(|g| g.lanes[p].lock()).collect();
-        if locked.iter().any(LaneGuard::is_closed) {
+        // Up to 4 groups the guards live on the stack.
+        let mut inline: [Option<LaneGuard<'_, T, Member<T>>>; 4] = [None, None, None, None];
+        let mut spilled = Vec::new();
+        let locked: &mut [Option<LaneGuard<'_, T, Member<T>>>] = if groups.len() <= inline.len() {
+            &mut inline[..groups.len()]
+        } else {
+            spilled.resize_with(groups.len(), || None);
+            &mut spilled
+        };
+        for (slot, group) in locked.iter_mut().zip(groups.iter()) {
+            *slot = Some(group.lanes[p].lock());
+        }
+        if locked.iter().flatten().any(LaneGuard::is_closed) {
             return Err(Refusal::Closed);
         }
         if matches!(policy, Backpressure::Block { .. } | Backpressure::Reject) {
-            if let Some(full) = locked.iter().position(|state| !state.has_room()) {
+            if let Some(full) = locked.iter().flatten().position(|state| !state.has_room()) {
                 return Err(Refusal::Full(full));
             }
         }
-        let mut wake = Vec::new();
-        for (index, state) in locked.iter_mut().enumerate() {
+        // Every lane is checked: push into each and unlock it at once.
+        for (slot, group) in locked.iter_mut().zip(groups.iter()) {
+            let Some(mut state) = slot.take() else {
+                continue;
+            };
             if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
-            if self.push(state, event, key, p) {
-                wake.push(index);
+            let wake = self.push(&mut state, event, key, p);
+            drop(state);
+            if wake {
+                group.lanes[p].work.notify_one();
             }
-        }
-        drop(locked);
-        for index in wake {
-            groups[index].lanes[p].work.notify_one();
         }
         Ok(())
     }
