@@ -32,4 +32,10 @@ pub mod guide {
     #[cfg(feature = "emitter")]
     #[doc = include_str!("../docs/emitter.md")]
     pub mod emitter {}
+
+    /// The bus: the delivery contract of each mode, ordering, shutdown and consumer groups,
+    /// how they are checked, and how to size partitions, concurrency and buffers.
+    #[cfg(feature = "bus")]
+    #[doc = include_str!("../docs/bus.md")]
+    pub mod bus {}
 }

@@ -10,11 +10,12 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use flowgate_core::sync::Mutex;
-use flowgate_core::{EventType, RetryPolicy};
+use flowgate_core::{BoxHandler, EventType, Handler, LogDeadLetters, RetryPolicy};
 use tokio::time::Instant;
 
 use crate::config::{Backpressure, DedupeWindowConfig, DeliveryMode, RawConfig};
 use crate::error::BusError;
+use crate::pattern::{AnyPattern, PatternSubscriptionBuilder};
 use crate::stats::TopicStats;
 use crate::topic::{Topic, TopicReport};
 
@@ -73,6 +74,8 @@ struct BusInner {
 #[derive(Default)]
 struct Topics {
     by_name: HashMap<String, Arc<dyn AnyTopic>>,
+    /// Pattern subscriptions: offered every topic created.
+    patterns: Vec<Arc<dyn AnyPattern>>,
     closed: bool,
 }
 
@@ -137,6 +140,67 @@ impl Bus {
         let topics = self.inner.topics.lock();
         let topic = topics.by_name.get(name)?;
         topic.as_any().downcast_ref::<Topic<T>>().cloned()
+    }
+
+    /// Subscribes `handler` to every topic whose name matches `pattern` and that carries
+    /// payloads of type `T`: those that exist now and those created later. `*` matches one
+    /// dot-separated segment, a trailing `>` one or more (`orders.*`, `orders.>`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let seen = Arc::new(AtomicU32::new(0));
+    /// let count = Arc::clone(&seen);
+    /// let _audit = bus
+    ///     .subscribe::<u32>("orders.>", "audit", move |_: Event<u32>| {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///         async { Ok(()) }
+    ///     })
+    ///     .start()?;
+    /// let eu = bus.topic::<u32>("orders.eu").create()?;
+    /// let eu_vip = bus.topic::<u32>("orders.eu.vip").create()?;
+    /// eu.publish(Event::new("order", 1)?).await?;
+    /// eu_vip.publish(Event::new("order", 2)?).await?;
+    /// bus.shutdown(Duration::from_secs(1)).await;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe<T: Send + Sync + 'static>(
+        &self,
+        pattern: impl Into<String>,
+        name: impl Into<String>,
+        handler: impl Handler<T>,
+    ) -> PatternSubscriptionBuilder<T> {
+        PatternSubscriptionBuilder {
+            bus: self.clone(),
+            pattern: pattern.into(),
+            name: name.into(),
+            handler: BoxHandler::new(handler),
+            group: None,
+            dead_letters: Arc::new(LogDeadLetters),
+        }
+    }
+
+    pub(crate) fn add_pattern(&self, pattern: Arc<dyn AnyPattern>) -> Result<(), BusError> {
+        let mut topics = self.inner.topics.lock();
+        if topics.closed {
+            return Err(BusError::ShutDown);
+        }
+        for (name, topic) in &topics.by_name {
+            pattern.offer(name, topic.as_any())?;
+        }
+        topics.patterns.push(pattern);
+        Ok(())
+    }
+
+    pub(crate) fn forget_pattern(&self, id: usize) {
+        self.inner.topics.lock().patterns.retain(|p| p.id() != id);
     }
 
     /// Every topic's figures, sorted by name.
@@ -216,6 +280,11 @@ impl Bus {
         topics
             .by_name
             .insert(topic.name().to_owned(), Arc::new(topic.clone()));
+        for pattern in &topics.patterns {
+            if let Err(error) = pattern.offer(topic.name(), &topic) {
+                tracing::error!(topic = topic.name(), %error, "a pattern subscription could not attach");
+            }
+        }
         Ok(topic)
     }
 }

@@ -59,8 +59,11 @@ impl DeliveryMode {
 /// How long and how many idempotency keys an exactly-once topic remembers.
 ///
 /// The window is bounded both ways: a key is forgotten when it is older than `max_age`, or
-/// when `max_keys` newer keys arrived after it (the oldest goes first). Either way the
-/// forgetting is counted in the topic's stats, so an undersized window shows.
+/// when the window is full. The window is split by key into up to 16 shards of
+/// `max_keys / 16` keys (so that concurrent workers rarely share a lock); a full shard forgets
+/// its oldest key first, so a key is kept at least until about `max_keys` newer keys arrived
+/// (at least `max_keys / 16` in the worst case). Early forgetting is counted in the topic's
+/// stats (`dedupe.evicted`), so an undersized window shows: size it with a margin.
 ///
 /// ```
 /// use std::time::Duration;

@@ -3,20 +3,54 @@
 //! Invariants:
 //!
 //! 1. **Bounded.** It holds at most `max_keys` keys; each is forgotten once older than
-//!    `max_age`, or earlier when `max_keys` newer keys push it out. Every early forgetting is
-//!    counted (`evicted`), so an undersized window shows in stats.
+//!    `max_age`, or earlier when its shard is full: [`Dedupe`] splits the keys by fingerprint
+//!    into up to 16 shards of `max_keys / shards` keys, and a full shard forgets its oldest
+//!    key. Every early forgetting is counted (`evicted`), so an undersized window shows in
+//!    stats.
 //! 2. **One winner.** [`Dedupe::admit`] runs the caller's enqueue under the window's lock: of
 //!    concurrent admits of one key, exactly one runs its enqueue while the key is unknown; the
 //!    others see the key remembered. A key is remembered only if its enqueue succeeded, so a
 //!    refused publish (buffer full) can be retried and is not mistaken for a duplicate.
 //!
+//! Keys are 128-bit fingerprints ([`Event::idempotency_fingerprint`]): no string is hashed,
+//! cloned or allocated per publish, and a collision between two keys has probability about
+//! 2⁻¹²⁸.
+//!
 //! Public only for the loom models in `tests/`; not part of the API.
+//!
+//! [`Event::idempotency_fingerprint`]: flowgate_core::Event::idempotency_fingerprint
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use flowgate_core::sync::Mutex;
-use flowgate_core::Key;
 use tokio::time::Instant;
+
+/// An idempotency key's fingerprint.
+pub type Fingerprint = u128;
+
+/// Fingerprints are uniformly distributed already: the map uses their bits as the hash.
+#[derive(Debug, Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; fold anything else in so this stays a valid hasher.
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, fingerprint: u128) {
+        self.0 ^= fingerprint as u64 ^ (fingerprint >> 64) as u64;
+    }
+}
+
+type Keys = HashMap<Fingerprint, Instant, BuildHasherDefault<FingerprintHasher>>;
 
 use crate::config::DedupeWindowConfig;
 
@@ -25,9 +59,9 @@ use crate::config::DedupeWindowConfig;
 pub struct DedupeWindow {
     config: DedupeWindowConfig,
     /// Key → when it was remembered. Exactly the keys in `order`.
-    keys: HashMap<Key, Instant>,
+    keys: Keys,
     /// Keys in the order they were remembered (so also by age).
-    order: VecDeque<(Key, Instant)>,
+    order: VecDeque<(Fingerprint, Instant)>,
     /// Keys forgotten before `max_age` because the window was full.
     evicted: u64,
 }
@@ -37,7 +71,7 @@ impl DedupeWindow {
     pub fn new(config: DedupeWindowConfig) -> Self {
         Self {
             config,
-            keys: HashMap::new(),
+            keys: Keys::default(),
             order: VecDeque::new(),
             evicted: 0,
         }
@@ -55,13 +89,13 @@ impl DedupeWindow {
     }
 
     /// Whether `key` is remembered at `now`.
-    pub fn contains(&mut self, key: &Key, now: Instant) -> bool {
+    pub fn contains(&mut self, key: Fingerprint, now: Instant) -> bool {
         self.expire(now);
-        self.keys.contains_key(key)
+        self.keys.contains_key(&key)
     }
 
     /// Remembers `key` from `now` (no-op if it is remembered already).
-    pub fn insert(&mut self, key: Key, now: Instant) {
+    pub fn insert(&mut self, key: Fingerprint, now: Instant) {
         self.expire(now);
         if self.keys.contains_key(&key) {
             return;
@@ -72,7 +106,7 @@ impl DedupeWindow {
                 self.evicted += 1;
             }
         }
-        self.keys.insert(key.clone(), now);
+        self.keys.insert(key, now);
         self.order.push_back((key, now));
     }
 
@@ -103,32 +137,47 @@ pub enum Admit<E> {
     Refused(E),
 }
 
-/// A [`DedupeWindow`] behind a lock, shared by the publishers of one topic (or the partition
-/// workers of one subscriber).
+/// Shards of a [`Dedupe`]: enough that the partition workers of a subscriber rarely meet on
+/// one lock.
+const SHARDS: usize = 16;
+
+/// A [`DedupeWindow`] behind locks, shared by the publishers of one topic (or the partition
+/// workers of one subscriber). It is split into up to 16 shards by fingerprint, each with its
+/// share of `max_keys` (at least one key), so that concurrent workers rarely contend; a key
+/// always lands in the same shard, so "remembered" means the same as with one window.
 #[derive(Debug)]
 pub struct Dedupe {
-    window: Mutex<DedupeWindow>,
+    shards: Box<[Mutex<DedupeWindow>]>,
 }
 
 impl Dedupe {
     /// An empty window.
     pub fn new(config: DedupeWindowConfig) -> Self {
+        let shards = SHARDS.min(config.max_keys.max(1));
+        let per_shard = DedupeWindowConfig::new(config.max_keys / shards, config.max_age);
         Self {
-            window: Mutex::new(DedupeWindow::new(config)),
+            shards: (0..shards)
+                .map(|_| Mutex::new(DedupeWindow::new(per_shard)))
+                .collect(),
         }
     }
 
+    fn shard(&self, key: Fingerprint) -> &Mutex<DedupeWindow> {
+        // The low bits of a fingerprint are uniform; the remainder is below `SHARDS`.
+        &self.shards[(key as usize) % self.shards.len()]
+    }
+
     /// Runs `enqueue` if `key` is not remembered, and remembers it if `enqueue` succeeded; see
-    /// the module docs. `enqueue` runs under the window's lock: keep it short and never await.
-    pub fn admit<E>(&self, key: &Key, enqueue: impl FnOnce() -> Result<(), E>) -> Admit<E> {
-        let mut window = self.window.lock();
+    /// the module docs. `enqueue` runs under the key's shard lock: keep it short, never await.
+    pub fn admit<E>(&self, key: Fingerprint, enqueue: impl FnOnce() -> Result<(), E>) -> Admit<E> {
+        let mut window = self.shard(key).lock();
         let now = Instant::now();
         if window.contains(key, now) {
             return Admit::Duplicate;
         }
         match enqueue() {
             Ok(()) => {
-                window.insert(key.clone(), now);
+                window.insert(key, now);
                 Admit::Accepted
             }
             Err(error) => Admit::Refused(error),
@@ -136,20 +185,23 @@ impl Dedupe {
     }
 
     /// Whether `key` is remembered.
-    pub fn contains(&self, key: &Key) -> bool {
-        self.window.lock().contains(key, Instant::now())
+    pub fn contains(&self, key: Fingerprint) -> bool {
+        self.shard(key).lock().contains(key, Instant::now())
     }
 
     /// Remembers `key`.
-    pub fn insert(&self, key: Key) {
-        self.window.lock().insert(key, Instant::now());
+    pub fn insert(&self, key: Fingerprint) {
+        self.shard(key).lock().insert(key, Instant::now());
     }
 
     /// `(keys remembered, keys evicted early)`.
     pub fn sizes(&self) -> (usize, u64) {
-        let mut window = self.window.lock();
-        window.expire(Instant::now());
-        (window.len(), window.evicted())
+        let now = Instant::now();
+        self.shards.iter().fold((0, 0), |(keys, evicted), shard| {
+            let mut window = shard.lock();
+            window.expire(now);
+            (keys + window.len(), evicted + window.evicted())
+        })
     }
 }
 
@@ -166,9 +218,9 @@ mod tests {
     fn remembers_until_max_age() {
         let t0 = Instant::now();
         let mut w = window(10, 60);
-        w.insert(Key::from("a"), t0);
-        assert!(w.contains(&Key::from("a"), t0 + Duration::from_secs(59)));
-        assert!(!w.contains(&Key::from("a"), t0 + Duration::from_secs(60)));
+        w.insert(1, t0);
+        assert!(w.contains(1, t0 + Duration::from_secs(59)));
+        assert!(!w.contains(1, t0 + Duration::from_secs(60)));
         assert!(w.is_empty());
         assert_eq!(w.evicted(), 0, "expiry by age is not an early eviction");
     }
@@ -177,23 +229,23 @@ mod tests {
     fn bounded_by_count_and_counts_evictions() {
         let t0 = Instant::now();
         let mut w = window(3, 60);
-        for k in ["a", "b", "c", "d", "e"] {
-            w.insert(Key::from(k), t0);
+        for k in 1..=5 {
+            w.insert(k, t0);
         }
         assert_eq!(w.len(), 3);
         assert_eq!(w.evicted(), 2);
-        assert!(!w.contains(&Key::from("a"), t0));
-        assert!(w.contains(&Key::from("e"), t0));
+        assert!(!w.contains(1, t0));
+        assert!(w.contains(5, t0));
     }
 
     #[test]
     fn refused_enqueue_is_not_remembered() {
         let d = Dedupe::new(DedupeWindowConfig::new(10, Duration::from_secs(60)));
-        let k = Key::from("k");
-        assert_eq!(d.admit(&k, || Err("full")), Admit::Refused("full"));
-        assert_eq!(d.admit::<()>(&k, || Ok(())), Admit::Accepted);
+        let k = 7;
+        assert_eq!(d.admit(k, || Err("full")), Admit::Refused("full"));
+        assert_eq!(d.admit::<()>(k, || Ok(())), Admit::Accepted);
         assert_eq!(
-            d.admit::<()>(&k, || panic!("must not run for a duplicate")),
+            d.admit::<()>(k, || panic!("must not run for a duplicate")),
             Admit::Duplicate
         );
     }

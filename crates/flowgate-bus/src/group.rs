@@ -218,7 +218,12 @@ async fn deliver<T: Send + Sync + 'static>(
     member: Arc<Member<T>>,
     queued: Queued<T>,
 ) -> u64 {
-    let Queued { event, seq, .. } = queued;
+    let Queued {
+        event,
+        seq,
+        fingerprint,
+        ..
+    } = queued;
     match &group.mode {
         DeliveryMode::AtMostOnce => {
             let outcome = invoke(&member.handler, event).await;
@@ -233,7 +238,8 @@ async fn deliver<T: Send + Sync + 'static>(
             deliver_until_done(counters, &member, event, retry, None).await;
         }
         DeliveryMode::ExactlyOnce(retry, _) => {
-            deliver_until_done(counters, &member, event, retry, group.done.as_ref()).await;
+            let done = group.done.as_ref().zip(fingerprint);
+            deliver_until_done(counters, &member, event, retry, done).await;
         }
     }
     seq
@@ -246,10 +252,9 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
     member: &Member<T>,
     event: Event<T>,
     retry: &RetryPolicy,
-    done: Option<&Dedupe>,
+    done: Option<(&Dedupe, u128)>,
 ) {
-    let key = done.map(|_| event.idempotency_key());
-    if let (Some(done), Some(key)) = (done, &key) {
+    if let Some((done, key)) = done {
         if done.contains(key) {
             Counters::add(&counters.deduplicated, 1);
             return;
@@ -261,7 +266,7 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
         match invoke(&member.handler, event.clone()).await {
             Ok(()) => {
                 Counters::add(&counters.processed, 1);
-                if let (Some(done), Some(key)) = (done, key) {
+                if let Some((done, key)) = done {
                     done.insert(key);
                 }
                 return;

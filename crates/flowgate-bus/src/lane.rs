@@ -37,6 +37,8 @@ pub struct Queued<T> {
     pub key: Option<u64>,
     /// Lane-local sequence number (identifies it while in flight).
     pub seq: u64,
+    /// Its idempotency key's fingerprint, computed once at publish (exactly-once topics).
+    pub fingerprint: Option<u128>,
 }
 
 /// An event being delivered.
@@ -148,7 +150,13 @@ impl<T, M> LaneGuard<'_, T, M> {
     /// Queues `event` (with its key hash). The caller checked `has_room` and `is_closed`,
     /// unless `drop_oldest` is set, in which case a full lane drops its oldest event.
     /// Returns what happened and whether the worker must be woken.
-    pub fn push(&mut self, event: Event<T>, key: Option<u64>, drop_oldest: bool) -> (Pushed, bool) {
+    pub fn push(
+        &mut self,
+        event: Event<T>,
+        key: Option<u64>,
+        fingerprint: Option<u128>,
+        drop_oldest: bool,
+    ) -> (Pushed, bool) {
         let state = &mut *self.state;
         let mut pushed = Pushed::Queued;
         if drop_oldest && state.queue.len() >= self.capacity {
@@ -157,7 +165,12 @@ impl<T, M> LaneGuard<'_, T, M> {
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        state.queue.push_back(Queued { event, key, seq });
+        state.queue.push_back(Queued {
+            event,
+            key,
+            seq,
+            fingerprint,
+        });
         let wake = std::mem::replace(&mut state.worker_parked, false);
         (pushed, wake)
     }
@@ -310,6 +323,7 @@ impl<T> fmt::Debug for Queued<T> {
             .field("event_id", &self.event.id())
             .field("key", &self.key)
             .field("seq", &self.seq)
+            .field("fingerprint", &self.fingerprint)
             .finish()
     }
 }

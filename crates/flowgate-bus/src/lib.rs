@@ -73,11 +73,13 @@ mod error;
 mod group;
 #[doc(hidden)]
 pub mod lane;
+mod pattern;
 mod stats;
 mod topic;
 
 pub use bus::{Bus, BusReport, TopicBuilder};
 pub use config::{Backpressure, DedupeWindowConfig, DeliveryMode, TopicConfig, MAX_PARTITIONS};
 pub use error::{BusError, PublishError};
+pub use pattern::{PatternSubscription, PatternSubscriptionBuilder};
 pub use stats::{DedupeStats, PartitionStats, TopicStats};
 pub use topic::{Published, Subscription, SubscriptionBuilder, Topic, TopicReport, Undelivered};

@@ -194,11 +194,14 @@ impl<T: Send + Sync + 'static> Topic<T> {
             } => Some((Instant::now() + wait, wait)),
             _ => None,
         };
+        let fingerprint = inner
+            .dedupe
+            .as_ref()
+            .map(|_| event.idempotency_fingerprint());
         loop {
-            let idempotency_key = inner.dedupe.as_ref().map(|_| event.idempotency_key());
-            let refusal = match (&inner.dedupe, &idempotency_key) {
+            let refusal = match (&inner.dedupe, fingerprint) {
                 (Some(dedupe), Some(id)) => {
-                    match dedupe.admit(id, || self.try_push(partition, key, &event)) {
+                    match dedupe.admit(id, || self.try_push(partition, key, fingerprint, &event)) {
                         Admit::Accepted => None,
                         Admit::Duplicate => {
                             Counters::add(&counters.duplicates, 1);
@@ -210,7 +213,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
                         Admit::Refused(refusal) => Some(refusal),
                     }
                 }
-                _ => self.try_push(partition, key, &event).err(),
+                _ => self.try_push(partition, key, fingerprint, &event).err(),
             };
             let Some(refusal) = refusal else {
                 Counters::add(&counters.published, 1);
@@ -252,7 +255,13 @@ impl<T: Send + Sync + 'static> Topic<T> {
     }
 
     /// Queues the event in lane `partition` of every group, or in none.
-    fn try_push(&self, partition: u32, key: Option<u64>, event: &Event<T>) -> Result<(), Refusal> {
+    fn try_push(
+        &self,
+        partition: u32,
+        key: Option<u64>,
+        fingerprint: Option<u128>,
+        event: &Event<T>,
+    ) -> Result<(), Refusal> {
         let inner = &*self.inner;
         let groups = inner.groups.load();
         let p = partition as usize;
@@ -279,7 +288,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
                     WhenFull::Refuse => return Err(Refusal::Full(0)),
                 }
             }
-            let wake = self.push(&mut state, event, key, p);
+            let wake = self.push(&mut state, event, key, fingerprint, p);
             drop(state);
             if wake {
                 lane.work.notify_one();
@@ -316,7 +325,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
-            let wake = self.push(&mut state, event, key, p);
+            let wake = self.push(&mut state, event, key, fingerprint, p);
             drop(state);
             if wake {
                 group.lanes[p].work.notify_one();
@@ -343,10 +352,11 @@ impl<T: Send + Sync + 'static> Topic<T> {
         state: &mut LaneGuard<'_, T, Member<T>>,
         event: &Event<T>,
         key: Option<u64>,
+        fingerprint: Option<u128>,
         p: usize,
     ) -> bool {
         let drop_oldest = self.inner.config.backpressure == Backpressure::DropOldest;
-        let (pushed, wake) = state.push(event.clone(), key, drop_oldest);
+        let (pushed, wake) = state.push(event.clone(), key, fingerprint, drop_oldest);
         if pushed == Pushed::DroppedOldest {
             Counters::add(&self.inner.counters[p].dropped, 1);
         }
@@ -455,9 +465,9 @@ impl<T: Send + Sync + 'static> Topic<T> {
         &self,
         group_name: Option<&str>,
         member: Arc<Member<T>>,
+        runtime: &tokio::runtime::Handle,
     ) -> Result<Arc<Group<T>>, BusError> {
         let inner = &*self.inner;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
         let _writer = inner.writer.lock();
         // Acquire/Release not needed under the writer lock; Relaxed reads the flag it guards.
         if inner.closed.load(Ordering::Relaxed) {
@@ -737,16 +747,35 @@ impl<T: Send + Sync + 'static> SubscriptionBuilder<T> {
                 reason: "empty: name the subscriber (and its group), it appears in stats and dead letters".into(),
             });
         }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
+        self.topic.attach(
+            Arc::from(self.name),
+            self.handler,
+            self.dead_letters,
+            self.group.as_deref(),
+            &runtime,
+        )
+    }
+}
+
+impl<T: Send + Sync + 'static> Topic<T> {
+    /// Starts a subscription whose workers run on `runtime`.
+    pub(crate) fn attach(
+        &self,
+        name: Arc<str>,
+        handler: BoxHandler<T>,
+        dead_letters: Arc<dyn DeadLetterSink<T>>,
+        group: Option<&str>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Subscription<T>, BusError> {
         let member = Arc::new(Member {
-            name: Arc::from(self.name),
-            handler: self.handler,
-            dead_letters: self.dead_letters,
+            name,
+            handler,
+            dead_letters,
         });
-        let group = self
-            .topic
-            .join(self.group.as_deref(), Arc::clone(&member))?;
+        let group = self.join(group, Arc::clone(&member), runtime)?;
         Ok(Subscription {
-            topic: self.topic,
+            topic: self.clone(),
             group,
             member,
         })

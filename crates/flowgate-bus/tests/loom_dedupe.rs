@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use flowgate_bus::dedupe::{Admit, Dedupe};
 use flowgate_bus::DedupeWindowConfig;
-use flowgate_core::Key;
+
+/// An idempotency key's fingerprint.
+const PAY_1: u128 = 0x5eed;
 
 fn window() -> Dedupe {
     Dedupe::new(DedupeWindowConfig::new(4, Duration::from_secs(60)))
@@ -25,7 +27,7 @@ fn concurrent_admits_of_one_key_enqueue_once() {
         let dedupe = Arc::new(window());
         let enqueued = Arc::new(AtomicUsize::new(0));
         let admit = |dedupe: &Dedupe, enqueued: &AtomicUsize| {
-            dedupe.admit::<()>(&Key::from("pay-1"), || {
+            dedupe.admit::<()>(PAY_1, || {
                 enqueued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             })
@@ -49,9 +51,9 @@ fn a_refused_publish_is_not_remembered() {
         let dedupe = Arc::new(window());
         let refused = {
             let dedupe = Arc::clone(&dedupe);
-            thread::spawn(move || dedupe.admit(&Key::from("pay-1"), || Err("full")))
+            thread::spawn(move || dedupe.admit(PAY_1, || Err("full")))
         };
-        let accepted = dedupe.admit::<&str>(&Key::from("pay-1"), || Ok(()));
+        let accepted = dedupe.admit::<&str>(PAY_1, || Ok(()));
         let refused = refused.join().unwrap();
         // Refused if it ran first; a duplicate if the accepted one did.
         assert!(

@@ -28,7 +28,7 @@ fn one_key_at_a_time_in_order() {
             let mut state = lane.lock();
             state.assign(Some(Arc::new(())));
             for (n, key) in [(1, KEY_A), (2, KEY_A), (3, KEY_B)] {
-                state.push(Event::new("e", n).unwrap(), Some(key), false);
+                state.push(Event::new("e", n).unwrap(), Some(key), None, false);
             }
         }
         let running: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -83,7 +83,7 @@ fn a_busy_key_does_not_hold_back_another() {
         let mut state = lane.lock();
         state.assign(Some(Arc::new(())));
         for (n, key) in [(1, KEY_A), (2, KEY_A), (3, KEY_B)] {
-            state.push(Event::new("e", n).unwrap(), Some(key), false);
+            state.push(Event::new("e", n).unwrap(), Some(key), None, false);
         }
         let (first, _, _) = state.take().unwrap();
         let (second, _, _) = state.take().unwrap();

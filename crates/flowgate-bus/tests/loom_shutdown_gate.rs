@@ -46,7 +46,7 @@ fn publish(lane: &Lane<u32, ()>, work: &Permit, n: u32) -> bool {
         if state.is_closed() {
             return false;
         }
-        state.push(Event::new("e", n).unwrap(), None, false).1
+        state.push(Event::new("e", n).unwrap(), None, None, false).1
     };
     if wake {
         work.notify_one();

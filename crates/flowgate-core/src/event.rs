@@ -521,6 +521,30 @@ impl<T> Event<T> {
             .unwrap_or_else(|| Key::from(self.inner.id))
     }
 
+    /// A 128-bit fingerprint of [`idempotency_key`](Self::idempotency_key): XXH3-128 of the
+    /// key's string, computed without allocating (the id-derived key is formatted on the
+    /// stack). Equal keys give equal fingerprints; two different keys collide with probability
+    /// about 2⁻¹²⁸ per pair, so dedupe windows can store fingerprints instead of strings.
+    ///
+    /// ```
+    /// # use flowgate::Event;
+    /// let a = Event::new("a", ())?.with_idempotency_key("pay-1");
+    /// let b = Event::new("b", ())?.with_idempotency_key("pay-1");
+    /// assert_eq!(a.idempotency_fingerprint(), b.idempotency_fingerprint());
+    /// let by_id = Event::new("c", ())?;
+    /// let same = Event::new("c", ())?.with_idempotency_key(by_id.id());
+    /// assert_eq!(by_id.idempotency_fingerprint(), same.idempotency_fingerprint());
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
+    pub fn idempotency_fingerprint(&self) -> u128 {
+        if let Some(key) = &self.inner.idempotency_key {
+            return xxhash_rust::xxh3::xxh3_128(key.as_str().as_bytes());
+        }
+        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = self.inner.id.0.hyphenated().encode_lower(&mut buffer);
+        xxhash_rust::xxh3::xxh3_128(text.as_bytes())
+    }
+
     /// Whether two handles share one envelope (true for clones of one event).
     ///
     /// ```

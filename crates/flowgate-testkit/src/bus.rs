@@ -66,8 +66,9 @@ pub struct Spec {
     /// Events the bus counted as dropped by a drop policy (at-most-once): that many
     /// undelivered events are not lost.
     pub dropped: u64,
-    /// Exactly-once: the dedupe window's `max_keys`. A key accepted again after at least this
-    /// many other keys were accepted may have been forgotten, so it is not a duplicate.
+    /// Exactly-once: the fewest other keys after which the dedupe window may have forgotten a
+    /// key (for flowgate's in-process window, sharded 16 ways: `max_keys / 16`, at least 1).
+    /// A key accepted again after that many other keys is not counted as a duplicate.
     pub dedupe_max_keys: Option<usize>,
     /// At-least-once: tolerate an attempt after an `Ok` (a redelivery after a crash, which
     /// the promise allows across processes). In process, leave it `false`.
