@@ -290,11 +290,28 @@ impl Bus {
 }
 
 /// What [`Bus::shutdown`] left undone, per topic.
+#[derive(Default)]
 pub struct BusReport {
     topics: Vec<ErasedReport>,
 }
 
 impl BusReport {
+    /// An empty report (for backends that build their own).
+    pub fn new() -> Self {
+        Self { topics: Vec::new() }
+    }
+
+    /// Adds one topic's report (for backends that build their own); topics stay sorted.
+    pub fn push<T: Send + Sync + 'static>(&mut self, topic: &str, report: TopicReport<T>) {
+        self.topics.push(ErasedReport {
+            topic: topic.to_owned(),
+            not_delivered: report.not_delivered,
+            deadline_expired: report.deadline_expired,
+            typed: Box::new(report),
+        });
+        self.topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+    }
+
     /// Deliveries (event × subscriber) that did not complete, over all topics.
     pub fn not_delivered(&self) -> usize {
         self.topics.iter().map(|t| t.not_delivered).sum()

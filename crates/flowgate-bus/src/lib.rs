@@ -65,6 +65,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod backend;
 mod bus;
 mod config;
 #[doc(hidden)]
@@ -77,6 +78,7 @@ mod pattern;
 mod stats;
 mod topic;
 
+pub use backend::{Backend, BackendSubscription, BackendTopic, SubscribeRequest, TopicSettings};
 pub use bus::{Bus, BusReport, TopicBuilder};
 pub use config::{Backpressure, DedupeWindowConfig, DeliveryMode, TopicConfig, MAX_PARTITIONS};
 pub use error::{BusError, PublishError};

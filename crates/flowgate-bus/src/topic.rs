@@ -809,6 +809,35 @@ impl<T> fmt::Debug for SubscriptionBuilder<T> {
     }
 }
 
+impl<T> Undelivered<T> {
+    /// An undelivered event (for backends that build their own reports).
+    pub fn new(event: Event<T>, subscriber: impl Into<Arc<str>>, interrupted: bool) -> Self {
+        Self {
+            event,
+            subscriber: subscriber.into(),
+            interrupted,
+        }
+    }
+}
+
+impl<T> TopicReport<T> {
+    /// A topic report (for backends that build their own): `not_delivered` is the length of
+    /// `undelivered` unless the mode keeps no events (at-most-once), then pass the count.
+    pub fn new(
+        not_delivered: usize,
+        undelivered: Vec<Undelivered<T>>,
+        deadline_expired: bool,
+        stats: TopicStats,
+    ) -> Self {
+        Self {
+            not_delivered,
+            undelivered,
+            deadline_expired,
+            stats,
+        }
+    }
+}
+
 impl<T> fmt::Debug for Undelivered<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Undelivered")

@@ -9,3 +9,4 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod bus;
+pub mod conformance;
