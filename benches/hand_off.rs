@@ -1,0 +1,251 @@
+//! Cross-crate comparison: one producer task hands events to one consumer that runs a no-op
+//! handler, end to end (until the handler ran for every event), per event, on a 2-thread
+//! runtime. Side by side in one run:
+//!
+//! - flowgate's emitter (`emit_async`, one worker),
+//! - flowgate's bus (one partition, at-most-once and at-least-once, one subscriber),
+//! - tokio mpsc, tokio broadcast and flume, each with one consumer task calling the handler.
+//!
+//! ```text
+//! cargo bench --bench hand_off
+//! ```
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flowgate::bus::{Bus, Topic};
+use flowgate::emitter::{Backpressure, Emitter};
+use flowgate::{Event, RetryPolicy};
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+const CAPACITY: usize = 1024;
+
+/// Counts handled events and wakes the bench when the target is reached.
+struct Done {
+    count: AtomicU64,
+    target: AtomicU64,
+    notify: Notify,
+}
+
+impl Done {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            count: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            notify: Notify::new(),
+        })
+    }
+
+    fn tick(&self) {
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// Where the producer sends.
+trait Sink: Clone + Send + Sync + 'static {
+    fn send(&self, event: Event<u64>) -> impl Future<Output = ()> + Send;
+}
+
+impl Sink for Emitter<u64> {
+    async fn send(&self, event: Event<u64>) {
+        self.emit_async(event).await.expect("accepted");
+    }
+}
+
+impl Sink for Topic<u64> {
+    async fn send(&self, event: Event<u64>) {
+        self.publish(event).await.expect("accepted");
+    }
+}
+
+impl Sink for tokio::sync::mpsc::Sender<Event<u64>> {
+    async fn send(&self, event: Event<u64>) {
+        tokio::sync::mpsc::Sender::send(self, event)
+            .await
+            .expect("open");
+    }
+}
+
+impl Sink for flume::Sender<Event<u64>> {
+    async fn send(&self, event: Event<u64>) {
+        self.send_async(event).await.expect("open");
+    }
+}
+
+/// A broadcast sender with a bounded lag: it waits while the receiver is `CAPACITY` behind,
+/// as a bounded hand-off must (broadcast alone would overwrite and report `Lagged`).
+#[derive(Clone)]
+struct Broadcast {
+    tx: tokio::sync::broadcast::Sender<Event<u64>>,
+    done: Arc<Done>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Sink for Broadcast {
+    async fn send(&self, event: Event<u64>) {
+        let sent = self.sent.fetch_add(1, Ordering::Relaxed);
+        while sent.saturating_sub(self.done.count.load(Ordering::Relaxed)) >= CAPACITY as u64 {
+            tokio::task::yield_now().await;
+        }
+        self.tx.send(event).expect("a receiver");
+    }
+}
+
+fn run<S: Sink>(runtime: &Runtime, sink: &S, done: &Arc<Done>, iters: u64) -> Duration {
+    runtime.block_on(async {
+        done.count.store(0, Ordering::SeqCst);
+        done.target.store(iters, Ordering::SeqCst);
+        let notified = done.notify.notified();
+        let event = Event::new("order.placed", 7).expect("valid");
+        let sink = sink.clone();
+        let start = Instant::now();
+        tokio::spawn(async move {
+            for _ in 0..iters {
+                sink.send(event.clone()).await;
+            }
+        });
+        notified.await;
+        start.elapsed()
+    })
+}
+
+fn emitter(runtime: &Runtime, done: &Arc<Done>) -> Emitter<u64> {
+    runtime.block_on(async {
+        let emitter = Emitter::<u64>::builder()
+            .workers(1)
+            .queue_capacity(CAPACITY)
+            .backpressure(Backpressure::Block {
+                max_wait: Duration::from_secs(60),
+            })
+            .build()
+            .expect("emitter");
+        let d = Arc::clone(done);
+        emitter
+            .on("order.placed", move |_: Event<u64>| {
+                d.tick();
+                async { Ok(()) }
+            })
+            .expect("subscribe")
+            .detach();
+        emitter
+    })
+}
+
+fn topic(runtime: &Runtime, done: &Arc<Done>, at_most_once: bool) -> Topic<u64> {
+    runtime.block_on(async {
+        let bus = Bus::new();
+        let builder = bus.topic::<u64>("orders").capacity(CAPACITY);
+        let builder = if at_most_once {
+            builder.at_most_once()
+        } else {
+            builder.at_least_once(RetryPolicy::default())
+        };
+        let topic = builder.create().expect("topic");
+        let d = Arc::clone(done);
+        topic
+            .subscribe("noop", move |_: Event<u64>| {
+                d.tick();
+                async { Ok(()) }
+            })
+            .start()
+            .expect("subscribe");
+        topic
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("hand_off_2_threads");
+    group.throughput(Throughput::Elements(1));
+
+    let done = Done::new();
+    let emitter = emitter(&runtime, &done);
+    group.bench_function("flowgate_emitter_emit_async", |b| {
+        b.iter_custom(|iters| run(&runtime, &emitter, &done, iters));
+    });
+
+    for (name, at_most_once) in [("at_most_once", true), ("at_least_once", false)] {
+        let done = Done::new();
+        let topic = topic(&runtime, &done, at_most_once);
+        group.bench_function(format!("flowgate_bus_{name}"), |b| {
+            b.iter_custom(|iters| run(&runtime, &topic, &done, iters));
+        });
+    }
+
+    let done = Done::new();
+    let mpsc = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event<u64>>(CAPACITY);
+        let d = Arc::clone(&done);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                std::hint::black_box(&event);
+                d.tick();
+            }
+        });
+        tx
+    });
+    group.bench_function("baseline_tokio_mpsc", |b| {
+        b.iter_custom(|iters| run(&runtime, &mpsc, &done, iters));
+    });
+
+    let done = Done::new();
+    let broadcast = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::broadcast::channel::<Event<u64>>(CAPACITY);
+        let d = Arc::clone(&done);
+        tokio::spawn(async move {
+            while let Ok(event) = rx.recv().await {
+                std::hint::black_box(&event);
+                d.tick();
+            }
+        });
+        Broadcast {
+            tx,
+            done: Arc::clone(&done),
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    });
+    group.bench_function("baseline_tokio_broadcast", |b| {
+        b.iter_custom(|iters| {
+            broadcast.sent.store(0, Ordering::SeqCst);
+            run(&runtime, &broadcast, &done, iters)
+        });
+    });
+
+    let done = Done::new();
+    let flume = runtime.block_on(async {
+        let (tx, rx) = flume::bounded::<Event<u64>>(CAPACITY);
+        let d = Arc::clone(&done);
+        tokio::spawn(async move {
+            while let Ok(event) = rx.recv_async().await {
+                std::hint::black_box(&event);
+                d.tick();
+            }
+        });
+        tx
+    });
+    group.bench_function("baseline_flume", |b| {
+        b.iter_custom(|iters| run(&runtime, &flume, &done, iters));
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
