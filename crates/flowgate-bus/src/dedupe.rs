@@ -184,14 +184,14 @@ impl Dedupe {
         }
     }
 
-    /// Whether `key` is remembered.
-    pub fn contains(&self, key: Fingerprint) -> bool {
-        self.shard(key).lock().contains(key, Instant::now())
+    /// Whether `key` is remembered at `now`.
+    pub fn contains(&self, key: Fingerprint, now: Instant) -> bool {
+        self.shard(key).lock().contains(key, now)
     }
 
-    /// Remembers `key`.
-    pub fn insert(&self, key: Fingerprint) {
-        self.shard(key).lock().insert(key, Instant::now());
+    /// Remembers `key` from `now`.
+    pub fn insert(&self, key: Fingerprint, now: Instant) {
+        self.shard(key).lock().insert(key, now);
     }
 
     /// `(keys remembered, keys evicted early)`.

@@ -254,8 +254,11 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
     retry: &RetryPolicy,
     done: Option<(&Dedupe, u128)>,
 ) {
-    if let Some((done, key)) = done {
-        if done.contains(key) {
+    // One clock read per delivery when the first attempt succeeds (a read costs ~30 ns on
+    // this machine): the key is then remembered from the start of that attempt.
+    let started = done.map(|_| tokio::time::Instant::now());
+    if let (Some((done, key)), Some(now)) = (done, started) {
+        if done.contains(key, now) {
             Counters::add(&counters.deduplicated, 1);
             return;
         }
@@ -266,8 +269,13 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
         match invoke(&member.handler, event.clone()).await {
             Ok(()) => {
                 Counters::add(&counters.processed, 1);
-                if let Some((done, key)) = done {
-                    done.insert(key);
+                if let (Some((done, key)), Some(started)) = (done, started) {
+                    let now = if attempts == 1 {
+                        started
+                    } else {
+                        tokio::time::Instant::now()
+                    };
+                    done.insert(key, now);
                 }
                 return;
             }

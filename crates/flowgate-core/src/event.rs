@@ -521,9 +521,10 @@ impl<T> Event<T> {
             .unwrap_or_else(|| Key::from(self.inner.id))
     }
 
-    /// A 128-bit fingerprint of [`idempotency_key`](Self::idempotency_key): XXH3-128 of the
-    /// key's string, computed without allocating (the id-derived key is formatted on the
-    /// stack). Equal keys give equal fingerprints; two different keys collide with probability
+    /// A 128-bit fingerprint of [`idempotency_key`](Self::idempotency_key), computed without
+    /// allocating: XXH3-128 of the key's string, except that a key which is a UUID in its
+    /// canonical form (lowercase, hyphenated: what an id-derived key is) is hashed from its 16
+    /// bytes. Equal keys give equal fingerprints; two different keys collide with probability
     /// about 2⁻¹²⁸ per pair, so dedupe windows can store fingerprints instead of strings.
     ///
     /// ```
@@ -534,15 +535,18 @@ impl<T> Event<T> {
     /// let by_id = Event::new("c", ())?;
     /// let same = Event::new("c", ())?.with_idempotency_key(by_id.id());
     /// assert_eq!(by_id.idempotency_fingerprint(), same.idempotency_fingerprint());
+    /// let upper = Event::new("c", ())?.with_idempotency_key(by_id.id().to_string().to_uppercase());
+    /// assert_ne!(by_id.idempotency_fingerprint(), upper.idempotency_fingerprint(), "another key");
     /// # Ok::<(), flowgate::CoreError>(())
     /// ```
     pub fn idempotency_fingerprint(&self) -> u128 {
-        if let Some(key) = &self.inner.idempotency_key {
-            return xxhash_rust::xxh3::xxh3_128(key.as_str().as_bytes());
+        match &self.inner.idempotency_key {
+            None => uuid_fingerprint(self.inner.id.0),
+            Some(key) => match canonical_uuid(key.as_str()) {
+                Some(uuid) => uuid_fingerprint(uuid),
+                None => xxhash_rust::xxh3::xxh3_128(key.as_str().as_bytes()),
+            },
         }
-        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = self.inner.id.0.hyphenated().encode_lower(&mut buffer);
-        xxhash_rust::xxh3::xxh3_128(text.as_bytes())
     }
 
     /// Whether two handles share one envelope (true for clones of one event).
@@ -568,6 +572,22 @@ impl<T: fmt::Debug> fmt::Debug for Event<T> {
             .field("payload", &e.payload)
             .finish_non_exhaustive()
     }
+}
+
+/// The fingerprint of a UUID key: XXH3-128 of its 16 bytes.
+fn uuid_fingerprint(uuid: Uuid) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(uuid.as_bytes())
+}
+
+/// `key` as a UUID, if it is one in canonical form (lowercase, hyphenated), the form
+/// `Key::from(Uuid)` produces.
+fn canonical_uuid(key: &str) -> Option<Uuid> {
+    if key.len() != uuid::fmt::Hyphenated::LENGTH {
+        return None;
+    }
+    let uuid = Uuid::try_parse(key).ok()?;
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (uuid.hyphenated().encode_lower(&mut buffer) == key).then_some(uuid)
 }
 
 #[cfg(test)]
