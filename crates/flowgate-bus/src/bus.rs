@@ -114,11 +114,32 @@ pub struct Bus {
 
 impl Bus {
     /// An empty bus.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// assert!(bus.stats().is_empty());
+    /// let clone = bus.clone();
+    /// clone.topic::<u32>("jobs").create()?;
+    /// assert!(bus.get::<u32>("jobs").is_some(), "clones share the topics");
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Starts building topic `name` with payload type `T`; [`TopicBuilder::create`] makes it.
+    ///
+    /// A name is taken once per bus, whatever the payload type.
+    ///
+    /// ```
+    /// use flowgate::bus::BusError;
+    /// let bus = flowgate::Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").partitions(2).create()?;
+    /// assert_eq!(jobs.stats().partitions.len(), 2);
+    /// let again = bus.topic::<String>("jobs").create();
+    /// assert!(matches!(again, Err(BusError::TopicExists { .. })));
+    /// # Ok::<(), BusError>(())
+    /// ```
     pub fn topic<T: Send + Sync + 'static>(&self, name: impl Into<String>) -> TopicBuilder<T> {
         TopicBuilder {
             bus: self.clone(),
@@ -290,6 +311,24 @@ impl Bus {
 }
 
 /// What [`Bus::shutdown`] left undone, per topic.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let jobs = bus.topic::<u32>("jobs").create()?;
+/// let _stuck = jobs.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+/// jobs.publish(Event::new("job", 7)?).await?;
+/// let report = bus.shutdown(Duration::from_millis(100)).await;
+/// assert!(report.deadline_expired());
+/// let jobs_report = report.topic::<u32>("jobs").unwrap();
+/// let left: Vec<u32> = jobs_report.undelivered.iter().map(|u| *u.event.payload()).collect();
+/// assert_eq!(left, [7], "publish it again after the restart");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Default)]
 pub struct BusReport {
     topics: Vec<ErasedReport>,
@@ -297,11 +336,32 @@ pub struct BusReport {
 
 impl BusReport {
     /// An empty report (for backends that build their own).
+    ///
+    /// ```
+    /// let report = flowgate::bus::BusReport::new();
+    /// assert_eq!(report.not_delivered(), 0);
+    /// assert!(!report.deadline_expired());
+    /// assert_eq!(report.topics().count(), 0);
+    /// ```
     pub fn new() -> Self {
         Self { topics: Vec::new() }
     }
 
     /// Adds one topic's report (for backends that build their own); topics stay sorted.
+    ///
+    /// ```
+    /// use flowgate::bus::{Bus, BusReport, TopicReport, Undelivered};
+    /// use flowgate::Event;
+    /// // A backend takes its figures from its own topics; here, an in-process one.
+    /// let stats = |name: &str| Bus::new().topic::<u32>(name).create().map(|t| t.stats());
+    /// let lost = Undelivered::new(Event::new("order", 7)?, "billing", false);
+    /// let mut report = BusReport::new();
+    /// report.push("refunds", TopicReport::<u32>::new(0, Vec::new(), false, stats("refunds")?));
+    /// report.push("orders", TopicReport::new(1, vec![lost], false, stats("orders")?));
+    /// assert_eq!(report.topics().collect::<Vec<_>>(), ["orders", "refunds"]);
+    /// assert_eq!(report.not_delivered(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn push<T: Send + Sync + 'static>(&mut self, topic: &str, report: TopicReport<T>) {
         self.topics.push(ErasedReport {
             topic: topic.to_owned(),
@@ -313,21 +373,87 @@ impl BusReport {
     }
 
     /// Deliveries (event × subscriber) that did not complete, over all topics.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").create()?;
+    /// let _stuck = jobs.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+    /// let _audit = jobs.subscribe("audit", |_: Event<u32>| std::future::pending()).start()?;
+    /// jobs.publish(Event::new("job", 1)?).await?;
+    /// let report = bus.shutdown(Duration::from_millis(100)).await;
+    /// assert_eq!(report.not_delivered(), 2, "one event, two subscribers");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn not_delivered(&self) -> usize {
         self.topics.iter().map(|t| t.not_delivered).sum()
     }
 
     /// Whether the deadline cut any topic's drain short.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// async fn drain_within(deadline: Duration) -> Result<bool, Box<dyn std::error::Error>> {
+    ///     let bus = Bus::new();
+    ///     let reports = bus.topic::<u32>("reports").create()?;
+    ///     let _sub = reports
+    ///         .subscribe("renderer", |_: Event<u32>| async {
+    ///             tokio::time::sleep(Duration::from_secs(60)).await;
+    ///             Ok(())
+    ///         })
+    ///         .start()?;
+    ///     reports.publish(Event::new("report", 1)?).await?;
+    ///     Ok(bus.shutdown(deadline).await.deadline_expired())
+    /// }
+    /// assert!(drain_within(Duration::from_secs(1)).await?, "the handler needs a minute");
+    /// assert!(!drain_within(Duration::from_secs(120)).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn deadline_expired(&self) -> bool {
         self.topics.iter().any(|t| t.deadline_expired)
     }
 
     /// The names of the topics reported, sorted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let bus = flowgate::Bus::new();
+    /// bus.topic::<u32>("refunds").create()?;
+    /// bus.topic::<String>("orders").create()?;
+    /// let report = bus.shutdown(Duration::from_secs(1)).await;
+    /// assert_eq!(report.topics().collect::<Vec<_>>(), ["orders", "refunds"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn topics(&self) -> impl Iterator<Item = &str> {
         self.topics.iter().map(|t| t.topic.as_str())
     }
 
     /// Topic `name`'s report, with its undelivered events, if it carries payloads of type `T`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let bus = flowgate::Bus::new();
+    /// bus.topic::<u32>("jobs").create()?;
+    /// let report = bus.shutdown(Duration::from_secs(1)).await;
+    /// assert_eq!(report.topic::<u32>("jobs").map(|t| t.not_delivered), Some(0));
+    /// assert!(report.topic::<String>("jobs").is_none(), "another payload type");
+    /// assert!(report.topic::<u32>("nope").is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn topic<T: 'static>(&self, name: &str) -> Option<&TopicReport<T>> {
         self.topics
             .iter()
@@ -339,6 +465,18 @@ impl BusReport {
 /// Builds a topic; from [`Bus::topic`]. Defaults are safe: 1 partition, a buffer of 1,024
 /// events per partition and subscriber, 1 delivery at a time per partition, at-least-once with
 /// the default retry policy, and `Block` backpressure with no time limit.
+///
+/// ```
+/// use flowgate::bus::Backpressure;
+/// use flowgate::RetryPolicy;
+/// let bus = flowgate::Bus::new();
+/// let topic = bus.topic::<u64>("orders").create()?;
+/// let config = topic.config();
+/// assert_eq!((config.partitions.get(), config.capacity, config.concurrency), (1, 1024, 1));
+/// assert_eq!(config.mode, flowgate::bus::DeliveryMode::AtLeastOnce(RetryPolicy::default()));
+/// assert_eq!(config.backpressure, Backpressure::Block { max_wait: None });
+/// # Ok::<(), flowgate::bus::BusError>(())
+/// ```
 #[must_use = "a topic builder does nothing until `create` is called"]
 pub struct TopicBuilder<T> {
     bus: Bus,
@@ -348,12 +486,47 @@ pub struct TopicBuilder<T> {
 
 impl<T: Send + Sync + 'static> TopicBuilder<T> {
     /// Number of partitions (fixed for the topic's life; 1 to [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)).
+    ///
+    /// Events with the same ordering key always go to the same partition.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let orders = bus.topic::<u32>("orders").partitions(8).create()?;
+    /// assert_eq!(orders.stats().partitions.len(), 8);
+    /// let placed = orders.publish(Event::new("placed", 1)?.with_key("order-1")).await?;
+    /// let paid = orders.publish(Event::new("paid", 1)?.with_key("order-1")).await?;
+    /// assert_eq!(placed.partition, paid.partition);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.raw.partitions = partitions;
         self
     }
 
     /// Events each subscriber's buffer of one partition holds (at least 1).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::bus::{Backpressure, Bus};
+    /// use flowgate::Event;
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").capacity(3).backpressure(Backpressure::Reject).create()?;
+    /// let _stuck = jobs.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+    /// jobs.publish(Event::new("job", 0)?).await?; // in flight, not buffered
+    /// # while jobs.stats().in_flight < 1 { tokio::task::yield_now().await; }
+    /// for n in 1..=3 {
+    ///     jobs.publish(Event::new("job", n)?).await?;
+    /// }
+    /// assert_eq!(jobs.stats().depth, 3);
+    /// assert!(jobs.publish(Event::new("job", 4)?).await.is_err(), "the buffer is full");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.raw.capacity = capacity;
         self
@@ -361,33 +534,128 @@ impl<T: Send + Sync + 'static> TopicBuilder<T> {
 
     /// Deliveries of one partition that may run at once, per subscriber (at least 1).
     /// Same-key events never run at once, whatever this is.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").concurrency(3).create()?;
+    /// let _stuck = jobs.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+    /// for key in ["a", "b", "c", "a"] {
+    ///     jobs.publish(Event::new("job", 0)?.with_key(key)).await?;
+    /// }
+    /// # while jobs.stats().in_flight < 3 { tokio::task::yield_now().await; }
+    /// let stats = jobs.stats();
+    /// assert_eq!((stats.in_flight, stats.depth), (3, 1), "the second \"a\" waits for the first");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.raw.concurrency = concurrency;
         self
     }
 
-    /// The delivery mode.
+    /// The delivery mode; [`at_most_once`](Self::at_most_once),
+    /// [`at_least_once`](Self::at_least_once) and [`exactly_once`](Self::exactly_once) are
+    /// shorthands.
+    ///
+    /// ```
+    /// use flowgate::bus::DeliveryMode;
+    /// let bus = flowgate::Bus::new();
+    /// let metrics = bus.topic::<u64>("metrics").mode(DeliveryMode::AtMostOnce).create()?;
+    /// assert_eq!(metrics.stats().mode, "at-most-once");
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
     pub fn mode(mut self, mode: DeliveryMode) -> Self {
         self.raw.mode = mode;
         self
     }
 
-    /// At-most-once delivery.
+    /// At-most-once delivery. The only mode that accepts the drop policies.
+    ///
+    /// ```
+    /// use flowgate::bus::{Backpressure, DeliveryMode};
+    /// let bus = flowgate::Bus::new();
+    /// let ticks = bus.topic::<u64>("ticks").at_most_once().backpressure(Backpressure::DropOldest).create()?;
+    /// assert_eq!(ticks.config().mode, DeliveryMode::AtMostOnce);
+    /// assert!(bus.topic::<u64>("orders").backpressure(Backpressure::DropOldest).create().is_err());
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
     pub fn at_most_once(self) -> Self {
         self.mode(DeliveryMode::AtMostOnce)
     }
 
     /// At-least-once delivery with this retry policy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, DeadLetterQueue, Event, HandlerError, RetryPolicy};
+    /// let bus = Bus::new();
+    /// let jobs = bus
+    ///     .topic::<u32>("jobs")
+    ///     .at_least_once(RetryPolicy::exponential(4, Duration::from_millis(100)))
+    ///     .create()?;
+    /// let dead = DeadLetterQueue::new(16);
+    /// let _sub = jobs
+    ///     .subscribe("worker", |_: Event<u32>| async { Err(HandlerError::retryable("down")) })
+    ///     .dead_letters(dead.clone())
+    ///     .start()?;
+    /// jobs.publish(Event::new("job", 1)?).await?;
+    /// bus.shutdown(Duration::from_secs(10)).await;
+    /// assert_eq!(dead.drain()[0].attempts, 4, "tried 4 times, then dead-lettered");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn at_least_once(self, retry: RetryPolicy) -> Self {
         self.mode(DeliveryMode::AtLeastOnce(retry))
     }
 
     /// Exactly-once delivery (idempotency-keyed) with this retry policy and dedupe window.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::bus::DedupeWindowConfig;
+    /// use flowgate::{Bus, Event, RetryPolicy};
+    /// let bus = Bus::new();
+    /// let payments = bus
+    ///     .topic::<u64>("payments")
+    ///     .exactly_once(RetryPolicy::default(), DedupeWindowConfig::default())
+    ///     .create()?;
+    /// for _ in 0..3 {
+    ///     payments.publish(Event::new("paid", 10)?.with_idempotency_key("pay-1")).await?;
+    /// }
+    /// let stats = payments.stats();
+    /// assert_eq!((stats.total.published, stats.total.duplicates), (1, 2));
+    /// assert_eq!(stats.dedupe.map(|d| d.keys), Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn exactly_once(self, retry: RetryPolicy, window: DedupeWindowConfig) -> Self {
         self.mode(DeliveryMode::ExactlyOnce(retry, window))
     }
 
     /// What a publish does when a buffer is full.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::bus::{Backpressure, Bus};
+    /// use flowgate::Event;
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").capacity(1).backpressure(Backpressure::Reject).create()?;
+    /// let _stuck = jobs.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+    /// jobs.publish(Event::new("job", 1)?).await?;
+    /// # while jobs.stats().in_flight < 1 { tokio::task::yield_now().await; }
+    /// jobs.publish(Event::new("job", 2)?).await?;
+    /// let refused = jobs.publish(Event::new("job", 3)?).await.unwrap_err();
+    /// assert!(refused.is_retryable(), "rejected at once rather than waiting");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn backpressure(mut self, policy: Backpressure) -> Self {
         self.raw.backpressure = policy;
         self
@@ -395,6 +663,20 @@ impl<T: Send + Sync + 'static> TopicBuilder<T> {
 
     /// Refuses payloads larger than `limit` bytes as measured by `size_of` (the in-process bus
     /// never serializes, so the topic cannot measure a payload itself).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::bus::{Bus, PublishError};
+    /// use flowgate::Event;
+    /// let bus = Bus::new();
+    /// let notes = bus.topic::<String>("notes").max_payload_size(8, String::len).create()?;
+    /// notes.publish(Event::new("note", "short".to_owned())?).await?;
+    /// let long = notes.publish(Event::new("note", "far too long".to_owned())?).await;
+    /// assert!(matches!(long, Err(PublishError::TooLarge { size: 12, limit: 8, .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_payload_size(
         mut self,
         limit: usize,

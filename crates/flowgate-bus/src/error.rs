@@ -7,6 +7,25 @@ use std::time::Duration;
 use flowgate_core::{CoreError, Event};
 
 /// Why a topic or a subscription could not be created.
+///
+/// ```
+/// use std::time::Duration;
+/// use flowgate::bus::{Bus, BusError};
+/// use flowgate::Event;
+/// let bus = Bus::new();
+/// let zero = bus.topic::<u8>("jobs").capacity(0).create();
+/// assert!(matches!(zero, Err(BusError::InvalidConfig { what: "capacity", .. })));
+/// assert!(matches!(bus.topic::<u8>("no spaces").create(), Err(BusError::Core(_))));
+/// let jobs = bus.topic::<u8>("jobs").create()?;
+/// let again = bus.topic::<u8>("jobs").create().unwrap_err();
+/// assert_eq!(again.to_string(), r#"topic "jobs" already exists"#);
+/// let ok = |_: Event<u8>| async { Ok(()) };
+/// assert!(matches!(jobs.subscribe("worker", ok).start(), Err(BusError::NoRuntime)));
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+/// runtime.block_on(bus.shutdown(Duration::from_secs(1)));
+/// assert!(matches!(bus.topic::<u8>("later").create(), Err(BusError::ShutDown)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
@@ -44,6 +63,23 @@ pub enum BusError {
 /// ([`into_event`](Self::into_event)) so the caller can retry or report it.
 ///
 /// `Debug` does not require `T: Debug`: it shows the event's id, type and key.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::bus::{Bus, PublishError};
+/// use flowgate::Event;
+/// let bus = Bus::new();
+/// let jobs = bus.topic::<u32>("jobs").create()?;
+/// bus.shutdown(Duration::from_secs(1)).await;
+/// let refused = jobs.publish(Event::new("job", 1)?.with_key("job-1")).await.unwrap_err();
+/// assert!(matches!(refused, PublishError::ShutDown(_)));
+/// assert_eq!(refused.to_string(), "the topic is shut down: the event was not accepted");
+/// assert!(format!("{refused:?}").starts_with("ShutDown"));
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub enum PublishError<T> {
     /// A partition buffer was full (policy `Reject`). Retry later, slow down, or raise the
@@ -96,6 +132,20 @@ impl<T> PublishError<T> {
     }
 
     /// The event, borrowed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::bus::{Bus, PublishError};
+    /// use flowgate::Event;
+    /// let bus = Bus::new();
+    /// let notes = bus.topic::<String>("notes").max_payload_size(4, String::len).create()?;
+    /// let refused = notes.publish(Event::new("note", "too long".to_owned())?).await.unwrap_err();
+    /// assert_eq!(refused.event().payload(), "too long");
+    /// assert!(matches!(refused, PublishError::TooLarge { size: 8, limit: 4, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn event(&self) -> &Event<T> {
         match self {
             Self::Full(event)
@@ -106,6 +156,28 @@ impl<T> PublishError<T> {
     }
 
     /// Whether publishing the same event again later may succeed (`Full`, `Timeout`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::bus::{Backpressure, Bus};
+    /// use flowgate::Event;
+    /// let bus = Bus::new();
+    /// let wait = Backpressure::Block { max_wait: Some(Duration::from_millis(10)) };
+    /// let jobs = bus.topic::<u32>("jobs").capacity(1).backpressure(wait).create()?;
+    /// let _stuck = jobs.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+    /// jobs.publish(Event::new("job", 1)?).await?;
+    /// # while jobs.stats().in_flight < 1 { tokio::task::yield_now().await; }
+    /// jobs.publish(Event::new("job", 2)?).await?;
+    /// let timed_out = jobs.publish(Event::new("job", 3)?).await.unwrap_err();
+    /// assert!(timed_out.is_retryable(), "room may free up later");
+    /// bus.shutdown(Duration::from_millis(10)).await;
+    /// let shut_down = jobs.publish(timed_out.into_event()).await.unwrap_err();
+    /// assert!(!shut_down.is_retryable());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Full(_) | Self::Timeout(..))
     }

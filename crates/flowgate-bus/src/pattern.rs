@@ -64,6 +64,22 @@ impl<T: Send + Sync + 'static> AnyPattern for PatternInner<T> {
 ///
 /// Like a [`Subscription`], it runs until [`unsubscribe`](Self::unsubscribe) or the bus's
 /// shutdown; dropping the handle does not stop it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let audit = bus.subscribe::<u32>("orders.*", "audit", |_: Event<u32>| async { Ok(()) }).start()?;
+/// drop(audit);
+/// let eu = bus.topic::<u32>("orders.eu").create()?; // still attaches
+/// eu.publish(Event::new("placed", 1)?).await?;
+/// bus.shutdown(Duration::from_secs(1)).await;
+/// assert_eq!(eu.stats().total.processed, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct PatternSubscription<T: Send + Sync + 'static> {
     pub(crate) inner: Arc<PatternInner<T>>,
     pub(crate) bus: crate::Bus,
@@ -99,6 +115,23 @@ impl<T: Send + Sync + 'static> PatternSubscription<T> {
 
     /// Leaves every topic (see [`Subscription::unsubscribe`]) and stops attaching to new ones.
     /// Returns the events still queued for it, by topic.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let eu = bus.topic::<u32>("orders.eu").create()?;
+    /// let audit = bus.subscribe::<u32>("orders.*", "audit", |_: Event<u32>| async { Ok(()) }).start()?;
+    /// assert_eq!(eu.stats().subscribers, 1);
+    /// let handed_back = audit.unsubscribe().await;
+    /// assert!(handed_back.is_empty(), "nothing was published");
+    /// assert_eq!(eu.stats().subscribers, 0);
+    /// let us = bus.topic::<u32>("orders.us").create()?;
+    /// assert_eq!(us.stats().subscribers, 0, "new topics are no longer attached");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn unsubscribe(self) -> Vec<(String, Vec<Event<T>>)> {
         self.bus.forget_pattern(self.inner.id());
         let attached = std::mem::take(&mut *self.inner.attached.lock());
@@ -114,6 +147,20 @@ impl<T: Send + Sync + 'static> PatternSubscription<T> {
 }
 
 /// Builds a pattern subscription; from [`Bus::subscribe`](crate::Bus::subscribe).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Bus, DeadLetterQueue, Event};
+/// let bus = Bus::new();
+/// let eu = bus.topic::<u32>("orders.eu").create()?;
+/// let builder = bus.subscribe::<u32>("orders.*", "audit", |_: Event<u32>| async { Ok(()) });
+/// assert_eq!(eu.stats().subscribers, 0, "nothing happens before start");
+/// let audit = builder.dead_letters(DeadLetterQueue::new(100)).start()?;
+/// assert_eq!(audit.topics(), ["orders.eu"]);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a subscription builder does nothing until `start` is called"]
 pub struct PatternSubscriptionBuilder<T> {
     pub(crate) bus: crate::Bus,
@@ -126,12 +173,56 @@ pub struct PatternSubscriptionBuilder<T> {
 
 impl<T: Send + Sync + 'static> PatternSubscriptionBuilder<T> {
     /// Joins consumer group `name` on every matching topic.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let ok = |_: Event<u32>| async { Ok(()) };
+    /// let _w1 = bus.subscribe::<u32>("jobs.*", "worker-1", ok).group("workers").start()?;
+    /// let _w2 = bus.subscribe::<u32>("jobs.*", "worker-2", ok).group("workers").start()?;
+    /// let email = bus.topic::<u32>("jobs.email").partitions(2).create()?;
+    /// for n in 0..4 {
+    ///     email.publish(Event::new("job", n)?).await?;
+    /// }
+    /// bus.shutdown(Duration::from_secs(1)).await;
+    /// let stats = email.stats();
+    /// assert_eq!((stats.subscribers, stats.total.processed), (1, 4), "each job handled once");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn group(mut self, name: impl Into<String>) -> Self {
         self.group = Some(name.into());
         self
     }
 
     /// Where dead letters go, from every matching topic (default: logged).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, DeadLetterQueue, Event, HandlerError};
+    /// let bus = Bus::new();
+    /// let dead = DeadLetterQueue::new(100);
+    /// let _audit = bus
+    ///     .subscribe::<u32>("orders.*", "audit", |_: Event<u32>| async {
+    ///         Err(HandlerError::permanent("audit store is read-only"))
+    ///     })
+    ///     .dead_letters(dead.clone())
+    ///     .start()?;
+    /// for region in ["orders.eu", "orders.us"] {
+    ///     bus.topic::<u32>(region).create()?.publish(Event::new("placed", 1)?).await?;
+    /// }
+    /// bus.shutdown(Duration::from_secs(1)).await;
+    /// let letters = dead.drain();
+    /// assert_eq!(letters.len(), 2, "one sink for both topics");
+    /// assert!(letters.iter().all(|l| &*l.subscriber == "audit" && l.attempts == 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
         self.dead_letters = Arc::new(sink);
         self
@@ -143,6 +234,22 @@ impl<T: Send + Sync + 'static> PatternSubscriptionBuilder<T> {
     ///
     /// [`BusError::Core`] for an invalid pattern, [`BusError::InvalidConfig`] for an empty
     /// name, [`BusError::NoRuntime`] outside a tokio runtime, [`BusError::ShutDown`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::bus::{Bus, BusError};
+    /// use flowgate::Event;
+    /// let bus = Bus::new();
+    /// let ok = |_: Event<u32>| async { Ok(()) };
+    /// let bad = bus.subscribe::<u32>("orders.>.eu", "audit", ok).start();
+    /// assert!(matches!(bad, Err(BusError::Core(_))), "`>` must be the last segment");
+    /// let unnamed = bus.subscribe::<u32>("orders.>", "", ok).start();
+    /// assert!(matches!(unnamed, Err(BusError::InvalidConfig { .. })));
+    /// assert!(bus.subscribe::<u32>("orders.>", "audit", ok).start()?.topics().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn start(self) -> Result<PatternSubscription<T>, BusError> {
         let pattern = Pattern::new(&self.pattern)?;
         if self.name.trim().is_empty() || self.group.as_deref().is_some_and(|g| g.trim().is_empty())

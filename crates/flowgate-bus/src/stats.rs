@@ -108,6 +108,25 @@ impl PartitionStats {
 }
 
 /// An exactly-once topic's dedupe window, as bounded and as used.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::bus::{Bus, DedupeWindowConfig};
+/// use flowgate::{Event, RetryPolicy};
+/// let bus = Bus::new();
+/// let window = DedupeWindowConfig::new(1_000, Duration::from_secs(60));
+/// let payments = bus.topic::<u64>("payments").exactly_once(RetryPolicy::default(), window).create()?;
+/// for id in ["pay-1", "pay-2", "pay-1"] {
+///     payments.publish(Event::new("paid", 10)?.with_idempotency_key(id)).await?;
+/// }
+/// let dedupe = payments.stats().dedupe.unwrap();
+/// assert_eq!((dedupe.keys, dedupe.max_keys, dedupe.max_age), (2, 1_000, Duration::from_secs(60)));
+/// assert_eq!(dedupe.evicted, 0, "the window is large enough");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DedupeStats {
@@ -123,6 +142,28 @@ pub struct DedupeStats {
 }
 
 /// A topic's figures: per partition, and summed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let orders = bus.topic::<u32>("orders").partitions(2).create()?;
+/// let _billing = orders.subscribe("billing", |_: Event<u32>| async { Ok(()) }).start()?;
+/// for key in ["a", "b", "c"] {
+///     orders.publish(Event::new("placed", 1)?.with_key(key)).await?;
+/// }
+/// bus.shutdown(Duration::from_secs(1)).await;
+/// let stats = orders.stats();
+/// assert_eq!((stats.topic.as_str(), stats.mode, stats.subscribers), ("orders", "at-least-once", 1));
+/// assert_eq!(stats.total.processed, 3);
+/// assert_eq!(stats.partitions.iter().map(|p| p.processed).sum::<u64>(), 3);
+/// assert_eq!((stats.depth, stats.in_flight), (0, 0), "drained");
+/// assert!(stats.dedupe.is_none(), "not an exactly-once topic");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicStats {

@@ -27,6 +27,20 @@ use crate::lane::{LaneGuard, Pushed};
 use crate::stats::{Counters, DedupeStats, PartitionStats, TopicStats};
 
 /// What an accepted publish did.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let orders = bus.topic::<u32>("orders").partitions(4).create()?;
+/// let placed = orders.publish(Event::new("placed", 1)?.with_key("order-1")).await?;
+/// let paid = orders.publish(Event::new("paid", 1)?.with_key("order-1")).await?;
+/// assert_eq!(placed.partition, paid.partition, "one key, one partition: in order");
+/// assert!(!paid.duplicate, "only exactly-once topics acknowledge duplicates");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Published {
@@ -57,6 +71,20 @@ pub(crate) struct TopicInner<T> {
 ///
 /// Created by [`Bus::topic`](crate::Bus::topic). See the [crate docs](crate) for what each
 /// delivery mode promises.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let orders = bus.topic::<u32>("orders").create()?;
+/// let producer = orders.clone();
+/// let event = Event::new("placed", 1)?;
+/// tokio::spawn(async move { producer.publish(event).await }).await??;
+/// assert_eq!(orders.stats().total.published, 1, "clones share the topic");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Topic<T> {
     pub(crate) inner: Arc<TopicInner<T>>,
 }
@@ -611,6 +639,24 @@ impl<T> Drop for Waiting<'_, T> {
 }
 
 /// An accepted event that shutdown could not deliver to one subscriber.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let mail = bus.topic::<String>("mail").create()?;
+/// let _smtp = mail.subscribe("smtp", |_: Event<String>| std::future::pending()).start()?;
+/// mail.publish(Event::new("mail", "hello".to_owned())?).await?;
+/// let report = bus.shutdown(Duration::from_millis(100)).await;
+/// let undelivered = &report.topic::<String>("mail").unwrap().undelivered[0];
+/// assert_eq!(undelivered.event.payload(), "hello");
+/// assert_eq!(&*undelivered.subscriber, "smtp");
+/// assert!(undelivered.interrupted, "it was running when the deadline came");
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub struct Undelivered<T> {
     /// The event.
@@ -623,6 +669,26 @@ pub struct Undelivered<T> {
 }
 
 /// What a topic's shutdown left undone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let ticks = bus.topic::<u32>("ticks").at_most_once().create()?;
+/// let _stuck = ticks.subscribe("stuck", |_: Event<u32>| std::future::pending()).start()?;
+/// ticks.publish(Event::new("tick", 1)?).await?;
+/// ticks.publish(Event::new("tick", 2)?).await?;
+/// let report = bus.shutdown(Duration::from_millis(100)).await;
+/// let ticks_report = report.topic::<u32>("ticks").unwrap();
+/// assert_eq!(ticks_report.not_delivered, 2);
+/// assert!(ticks_report.undelivered.is_empty(), "at-most-once keeps no events");
+/// assert!(ticks_report.deadline_expired);
+/// assert_eq!(ticks_report.stats.total.published, 2);
+/// # Ok(())
+/// # }
+/// ```
 #[non_exhaustive]
 pub struct TopicReport<T> {
     /// How many (event, subscriber) deliveries did not complete.
@@ -641,6 +707,22 @@ pub struct TopicReport<T> {
 ///
 /// It runs until [`unsubscribe`](Self::unsubscribe) or the bus's shutdown. Dropping the
 /// handle does **not** stop it (an accepted event is never abandoned by accident).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// let bus = Bus::new();
+/// let jobs = bus.topic::<u32>("jobs").create()?;
+/// let worker = jobs.subscribe("worker", |_: Event<u32>| async { Ok(()) }).start()?;
+/// drop(worker);
+/// jobs.publish(Event::new("job", 1)?).await?;
+/// bus.shutdown(Duration::from_secs(1)).await;
+/// assert_eq!(jobs.stats().total.processed, 1, "still subscribed");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Subscription<T> {
     topic: Topic<T>,
     group: Arc<Group<T>>,
@@ -677,13 +759,40 @@ impl<T: Send + Sync + 'static> Subscription<T> {
         self.topic.leave(&self.group, &self.member).await
     }
 
-    /// The subscriber's name.
+    /// The subscriber's name (a consumer group member's own name, not its group's).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").create()?;
+    /// let sub = jobs.subscribe("worker-1", |_: Event<u32>| async { Ok(()) }).group("workers").start()?;
+    /// assert_eq!(sub.name(), "worker-1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(&self) -> &str {
         &self.member.name
     }
 }
 
 /// Builds a subscription; from [`Topic::subscribe`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Bus, DeadLetterQueue, Event};
+/// let bus = Bus::new();
+/// let jobs = bus.topic::<u32>("jobs").create()?;
+/// let dead = DeadLetterQueue::new(100);
+/// let builder = jobs.subscribe("worker-1", |_: Event<u32>| async { Ok(()) });
+/// assert_eq!(jobs.stats().subscribers, 0, "nothing happens before start");
+/// let _sub = builder.group("workers").dead_letters(dead.clone()).start()?;
+/// assert_eq!(jobs.stats().subscribers, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a subscription builder does nothing until `start` is called"]
 pub struct SubscriptionBuilder<T> {
     topic: Topic<T>,
@@ -696,6 +805,28 @@ pub struct SubscriptionBuilder<T> {
 impl<T: Send + Sync + 'static> SubscriptionBuilder<T> {
     /// Joins the consumer group `name`: its members share the topic's partitions, and each
     /// event is handled by one of them. Without a group, the subscription gets every event.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").partitions(4).create()?;
+    /// let ok = |_: Event<u32>| async { Ok(()) };
+    /// let _w1 = jobs.subscribe("worker-1", ok).group("workers").start()?;
+    /// let _w2 = jobs.subscribe("worker-2", ok).group("workers").start()?;
+    /// let _audit = jobs.subscribe("audit", ok).start()?;
+    /// for n in 0..10 {
+    ///     jobs.publish(Event::new("job", n)?).await?;
+    /// }
+    /// bus.shutdown(Duration::from_secs(1)).await;
+    /// let stats = jobs.stats();
+    /// assert_eq!(stats.subscribers, 2, "a group counts once");
+    /// assert_eq!(stats.total.processed, 20, "10 for the group, 10 for audit");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn group(mut self, name: impl Into<String>) -> Self {
         self.group = Some(name.into());
         self
@@ -739,6 +870,22 @@ impl<T: Send + Sync + 'static> SubscriptionBuilder<T> {
     ///
     /// [`BusError::ShutDown`] after the bus began shutting down; [`BusError::NoRuntime`]
     /// outside a tokio runtime; [`BusError::InvalidConfig`] for an empty name.
+    ///
+    /// ```
+    /// use flowgate::bus::BusError;
+    /// use flowgate::{Bus, Event};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").create()?;
+    /// let ok = |_: Event<u32>| async { Ok(()) };
+    /// let outside = jobs.subscribe("worker", ok).start();
+    /// assert!(matches!(outside, Err(BusError::NoRuntime)));
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let inside = runtime.block_on(async { jobs.subscribe("worker", ok).start() })?;
+    /// assert_eq!(inside.name(), "worker");
+    /// let unnamed = runtime.block_on(async { jobs.subscribe(" ", ok).start() });
+    /// assert!(matches!(unnamed, Err(BusError::InvalidConfig { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start(self) -> Result<Subscription<T>, BusError> {
         if self.name.trim().is_empty() || self.group.as_deref().is_some_and(|g| g.trim().is_empty())
         {
@@ -811,6 +958,15 @@ impl<T> fmt::Debug for SubscriptionBuilder<T> {
 
 impl<T> Undelivered<T> {
     /// An undelivered event (for backends that build their own reports).
+    ///
+    /// ```
+    /// use flowgate::bus::Undelivered;
+    /// use flowgate::Event;
+    /// let undelivered = Undelivered::new(Event::new("order", 7)?, "billing", true);
+    /// assert_eq!((*undelivered.event.payload(), &*undelivered.subscriber), (7, "billing"));
+    /// assert!(undelivered.interrupted);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn new(event: Event<T>, subscriber: impl Into<Arc<str>>, interrupted: bool) -> Self {
         Self {
             event,
@@ -823,6 +979,16 @@ impl<T> Undelivered<T> {
 impl<T> TopicReport<T> {
     /// A topic report (for backends that build their own): `not_delivered` is the length of
     /// `undelivered` unless the mode keeps no events (at-most-once), then pass the count.
+    ///
+    /// ```
+    /// use flowgate::bus::{Bus, TopicReport};
+    /// // A backend takes the figures from its own topic; here, an in-process one.
+    /// let stats = Bus::new().topic::<u32>("ticks").at_most_once().create()?.stats();
+    /// let report = TopicReport::<u32>::new(3, Vec::new(), true, stats);
+    /// assert_eq!((report.not_delivered, report.deadline_expired), (3, true));
+    /// assert_eq!(report.stats.mode, "at-most-once");
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
     pub fn new(
         not_delivered: usize,
         undelivered: Vec<Undelivered<T>>,

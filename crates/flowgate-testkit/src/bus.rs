@@ -46,6 +46,26 @@ use flowgate_core::{
 };
 
 /// The delivery mode whose promise is checked.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Event, Handler, HandlerError};
+/// use flowgate_testkit::bus::{History, Mode, Spec};
+/// let history = History::new();
+/// history.subscribed("billing");
+/// let event = Event::new("order.placed", 1u32)?;
+/// history.published(&event, true, false);
+/// let flaky = history.handler("billing", |_: Event<u32>| async { Err(HandlerError::retryable("down")) });
+/// let fine = history.handler("billing", |_: Event<u32>| async { Ok(()) });
+/// assert!(flaky.call(event.clone()).await.is_err());
+/// assert!(fine.call(event).await.is_ok());
+/// // A retry after a failure: what at-least-once promises, what at-most-once forbids.
+/// assert!(history.check(&Spec::new(Mode::AtLeastOnce)).is_ok());
+/// assert_eq!(history.check(&Spec::new(Mode::AtMostOnce)).duplicated, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Mode {
@@ -58,6 +78,32 @@ pub enum Mode {
 }
 
 /// What the checker is told besides the history.
+///
+/// ```
+/// use flowgate::Event;
+/// use flowgate_testkit::bus::{History, Mode, Spec};
+/// // At-most-once: two accepted events reached no one, and the bus counted two drops.
+/// let ticks = History::new();
+/// ticks.subscribed("dashboard");
+/// for n in 0..2 {
+///     ticks.published(&Event::new("tick", n)?, true, false);
+/// }
+/// let mut spec = Spec::new(Mode::AtMostOnce);
+/// assert_eq!(ticks.check(&spec).lost, 2);
+/// spec.dropped = 2; // from the topic's `stats().total.dropped`
+/// assert!(ticks.check(&spec).is_ok());
+///
+/// // Exactly-once: key "a" accepted again after one other key, from a window of 1 key.
+/// let payments = History::new();
+/// for key in ["a", "b", "a"] {
+///     payments.published(&Event::new("paid", 1)?.with_idempotency_key(key), true, false);
+/// }
+/// let mut spec = Spec::new(Mode::ExactlyOnce);
+/// assert_eq!(payments.check(&spec).duplicated, 1, "an unbounded window remembers \"a\"");
+/// spec.dedupe_max_keys = Some(1);
+/// assert!(payments.check(&spec).is_ok(), "a 1-key window may have forgotten it");
+/// # Ok::<(), flowgate::CoreError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Spec {
@@ -77,6 +123,28 @@ pub struct Spec {
 
 impl Spec {
     /// The spec for `mode`: no drops, an unbounded dedupe window, no redelivery allowed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Event, Handler};
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let history = History::new();
+    /// history.subscribed("billing");
+    /// let event = Event::new("order.placed", 1u32)?;
+    /// history.published(&event, true, false);
+    /// let billing = history.handler("billing", |_: Event<u32>| async { Ok(()) });
+    /// for _ in 0..2 {
+    ///     assert!(billing.call(event.clone()).await.is_ok()); // handled, then redelivered
+    /// }
+    /// let in_process = Spec::new(Mode::AtLeastOnce);
+    /// assert_eq!(history.check(&in_process).duplicated, 1);
+    /// let mut across_a_crash = Spec::new(Mode::AtLeastOnce);
+    /// across_a_crash.allow_redelivery = true;
+    /// assert!(history.check(&across_a_crash).is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(mode: Mode) -> Self {
         Self {
             mode,
@@ -88,6 +156,30 @@ impl Spec {
 }
 
 /// One recorded fact.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Event, Handler};
+/// use flowgate_testkit::bus::{History, Record};
+/// let history = History::new();
+/// history.subscribed("billing");
+/// let event = Event::new("order.placed", 1u32)?.with_key("order-1");
+/// history.published(&event, true, false);
+/// let billing = history.handler("billing", |_: Event<u32>| async { Ok(()) });
+/// assert!(billing.call(event).await.is_ok());
+/// assert!(matches!(
+///     &history.records()[..],
+///     [
+///         Record::Subscribed { .. },
+///         Record::Published { accepted: true, duplicate: false, .. },
+///         Record::Started { key: Some(_), .. },
+///         Record::Finished { ok: true, .. },
+///     ]
+/// ));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Record {
@@ -153,6 +245,39 @@ pub enum Record {
 }
 
 /// A recorded history; see the [module docs](self). Cheap to clone; clones share it.
+///
+/// Record a real bus by wrapping each handler and dead-letter sink, and by reporting each
+/// publish, subscribe and shutdown:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use flowgate::{Bus, Event};
+/// use flowgate_testkit::bus::{History, Mode, Spec};
+/// let bus = Bus::new();
+/// let orders = bus.topic::<u32>("orders").partitions(2).concurrency(2).create()?;
+/// let history = History::new();
+/// let _billing = orders
+///     .subscribe("billing", history.handler("billing", |_: Event<u32>| async { Ok(()) }))
+///     .dead_letters(history.dead_letters("billing"))
+///     .start()?;
+/// history.subscribed("billing");
+/// for n in 0..10 {
+///     let event = Event::new("order.placed", n)?.with_key(format!("order-{}", n % 3));
+///     let outcome = orders.publish(event.clone()).await;
+///     history.published(&event, outcome.is_ok(), false);
+/// }
+/// let report = bus.shutdown(Duration::from_secs(1)).await;
+/// for undelivered in &report.topic::<u32>("orders").unwrap().undelivered {
+///     history.undelivered(&undelivered.subscriber, &undelivered.event);
+/// }
+/// let check = history.check(&Spec::new(Mode::AtLeastOnce));
+/// assert!(check.is_ok(), "{check}");
+/// assert_eq!(check.expected_deliveries, 10);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct History {
     records: Arc<Mutex<Vec<Record>>>,
@@ -160,11 +285,32 @@ pub struct History {
 
 impl History {
     /// An empty history.
+    ///
+    /// ```
+    /// use flowgate_testkit::bus::History;
+    /// let history = History::new();
+    /// assert!(history.records().is_empty());
+    /// let shared = history.clone();
+    /// shared.subscribed("billing");
+    /// assert_eq!(history.records().len(), 1, "clones share the records");
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends a record.
+    ///
+    /// ```
+    /// use flowgate::Event;
+    /// use flowgate_testkit::bus::{History, Mode, Record, Spec};
+    /// let history = History::new();
+    /// history.subscribed("billing");
+    /// let event = Event::new("order.placed", 1u32)?;
+    /// history.published(&event, true, false);
+    /// history.record(Record::Undelivered { subscriber: "billing".into(), event: event.id() });
+    /// assert!(history.check(&Spec::new(Mode::AtLeastOnce)).is_ok(), "reported, so not lost");
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn record(&self, record: Record) {
         self.records
             .lock()
@@ -173,6 +319,22 @@ impl History {
     }
 
     /// The records so far, in order.
+    ///
+    /// ```
+    /// use flowgate_testkit::bus::{History, Record};
+    /// let history = History::new();
+    /// history.subscribed("billing");
+    /// history.subscribed("audit");
+    /// let names: Vec<String> = history
+    ///     .records()
+    ///     .iter()
+    ///     .filter_map(|record| match record {
+    ///         Record::Subscribed { subscriber } => Some(subscriber.to_string()),
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(names, ["billing", "audit"]);
+    /// ```
     pub fn records(&self) -> Vec<Record> {
         self.records
             .lock()
@@ -181,6 +343,21 @@ impl History {
     }
 
     /// Records a publish's outcome: call it right after `publish` returned.
+    ///
+    /// Refused publishes and acknowledged duplicates are recorded, but no delivery is expected
+    /// for them.
+    ///
+    /// ```
+    /// use flowgate::Event;
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let history = History::new();
+    /// history.subscribed("billing");
+    /// history.published(&Event::new("order.placed", 1u32)?, false, false); // refused
+    /// history.published(&Event::new("order.placed", 2u32)?, true, true); // a duplicate
+    /// let report = history.check(&Spec::new(Mode::ExactlyOnce));
+    /// assert_eq!((report.accepted, report.expected_deliveries), (0, 0));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn published<T>(&self, event: &Event<T>, accepted: bool, duplicate: bool) {
         self.record(Record::Published {
             event: event.id(),
@@ -193,6 +370,19 @@ impl History {
 
     /// Records that `subscriber` (a subscriber or consumer group name) began receiving: call
     /// it once its subscription started.
+    ///
+    /// ```
+    /// use flowgate::Event;
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let history = History::new();
+    /// history.published(&Event::new("order.placed", 1u32)?, true, false);
+    /// history.subscribed("billing");
+    /// history.published(&Event::new("order.placed", 2u32)?, true, false);
+    /// let report = history.check(&Spec::new(Mode::AtLeastOnce));
+    /// assert_eq!(report.expected_deliveries, 1, "only the event published after it subscribed");
+    /// assert_eq!(report.lost, 1);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn subscribed(&self, subscriber: &str) {
         self.record(Record::Subscribed {
             subscriber: Arc::from(subscriber),
@@ -200,6 +390,33 @@ impl History {
     }
 
     /// Records that `subscriber` left, and the events it handed back undelivered.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{Bus, Event};
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").create()?;
+    /// let history = History::new();
+    /// let worker = jobs
+    ///     .subscribe("worker", history.handler("worker", |_: Event<u32>| async { Ok(()) }))
+    ///     .start()?;
+    /// history.subscribed("worker");
+    /// for n in 0..3 {
+    ///     let event = Event::new("job", n)?;
+    ///     history.published(&event, jobs.publish(event.clone()).await.is_ok(), false);
+    /// }
+    /// let handed_back = worker.unsubscribe().await;
+    /// history.unsubscribed("worker", &handed_back);
+    /// let late = Event::new("job", 3)?;
+    /// history.published(&late, jobs.publish(late.clone()).await.is_ok(), false);
+    /// let check = history.check(&Spec::new(Mode::AtLeastOnce));
+    /// assert!(check.is_ok(), "{check}");
+    /// assert_eq!(check.expected_deliveries, 3, "nothing is expected after it left");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn unsubscribed<'a, T: 'a>(
         &self,
         subscriber: &str,
@@ -216,6 +433,33 @@ impl History {
     }
 
     /// Records that a shutdown reported `event` as not delivered to `subscriber`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").create()?;
+    /// let history = History::new();
+    /// let stuck = history.handler("stuck", |_: Event<u32>| std::future::pending());
+    /// let _stuck = jobs.subscribe("stuck", stuck).start()?;
+    /// history.subscribed("stuck");
+    /// for n in 0..2 {
+    ///     let event = Event::new("job", n)?;
+    ///     history.published(&event, jobs.publish(event.clone()).await.is_ok(), false);
+    /// }
+    /// let report = bus.shutdown(Duration::from_millis(100)).await;
+    /// let spec = Spec::new(Mode::AtLeastOnce);
+    /// assert_eq!(history.check(&spec).lost, 2);
+    /// for undelivered in &report.topic::<u32>("jobs").unwrap().undelivered {
+    ///     history.undelivered(&undelivered.subscriber, &undelivered.event);
+    /// }
+    /// assert!(history.check(&spec).is_ok(), "cut off by the deadline, but reported");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn undelivered<T>(&self, subscriber: &str, event: &Event<T>) {
         self.record(Record::Undelivered {
             subscriber: Arc::from(subscriber),
@@ -225,6 +469,32 @@ impl History {
 
     /// Wraps `handler` so that each attempt's start and end are recorded for `subscriber`
     /// (for a consumer group, pass the group's name for every member).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event};
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let bus = Bus::new();
+    /// let jobs = bus.topic::<u32>("jobs").partitions(2).create()?;
+    /// let history = History::new();
+    /// for member in ["worker-1", "worker-2"] {
+    ///     let handler = history.handler("workers", |_: Event<u32>| async { Ok(()) });
+    ///     let _member = jobs.subscribe(member, handler).group("workers").start()?;
+    /// }
+    /// history.subscribed("workers");
+    /// for n in 0..4 {
+    ///     let event = Event::new("job", n)?;
+    ///     history.published(&event, jobs.publish(event.clone()).await.is_ok(), false);
+    /// }
+    /// bus.shutdown(Duration::from_secs(1)).await;
+    /// let check = history.check(&Spec::new(Mode::AtLeastOnce));
+    /// assert!(check.is_ok(), "{check}");
+    /// assert_eq!(check.expected_deliveries, 4, "a group is one subscriber");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn handler<T, H: Handler<T>>(&self, subscriber: &str, handler: H) -> Recorded<H> {
         Recorded {
             history: self.clone(),
@@ -234,6 +504,29 @@ impl History {
     }
 
     /// A dead-letter sink that records each letter for `subscriber`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use flowgate::{Bus, Event, HandlerError, RetryPolicy};
+    /// use flowgate_testkit::bus::{History, Mode, Record, Spec};
+    /// let bus = Bus::new();
+    /// let retry = RetryPolicy::exponential(3, Duration::from_millis(10));
+    /// let jobs = bus.topic::<u32>("jobs").at_least_once(retry).create()?;
+    /// let history = History::new();
+    /// let failing = history.handler("worker", |_: Event<u32>| async { Err(HandlerError::retryable("down")) });
+    /// let _worker = jobs.subscribe("worker", failing).dead_letters(history.dead_letters("worker")).start()?;
+    /// history.subscribed("worker");
+    /// let event = Event::new("job", 1)?;
+    /// history.published(&event, jobs.publish(event.clone()).await.is_ok(), false);
+    /// bus.shutdown(Duration::from_secs(1)).await;
+    /// assert!(history.records().iter().any(|r| matches!(r, Record::DeadLettered { attempts: 3, .. })));
+    /// let check = history.check(&Spec::new(Mode::AtLeastOnce));
+    /// assert!(check.is_ok(), "dead-lettered after the 3 attempts recorded: {check}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dead_letters<T>(&self, subscriber: &str) -> impl DeadLetterSink<T> {
         let history = self.clone();
         let subscriber: Arc<str> = Arc::from(subscriber);
@@ -247,12 +540,42 @@ impl History {
     }
 
     /// Checks the history against the contract for `spec`.
+    ///
+    /// ```
+    /// use flowgate::Event;
+    /// use flowgate_testkit::bus::{History, Mode, Spec, Violation};
+    /// let history = History::new();
+    /// history.subscribed("billing");
+    /// let event = Event::new("order.placed", 1u32)?;
+    /// history.published(&event, true, false);
+    /// let report = history.check(&Spec::new(Mode::AtLeastOnce));
+    /// let lost = Violation::Lost { subscriber: "billing".into(), event: event.id() };
+    /// assert_eq!(report.violations, [lost]);
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn check(&self, spec: &Spec) -> CheckReport {
         check(&self.records(), spec)
     }
 }
 
-/// A handler that records its attempts in a [`History`].
+/// A handler that records its attempts in a [`History`]; from [`History::handler`].
+///
+/// An attempt's end is recorded even when the handler panics (the panic is caught and
+/// returned as an error, as the bus does).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Event, Handler, HandlerError};
+/// use flowgate_testkit::bus::{History, Record};
+/// let history = History::new();
+/// let recorded = history.handler("billing", |_: Event<u32>| async { panic!("bug in handler") });
+/// let outcome = recorded.call(Event::new("order.placed", 1)?).await;
+/// assert!(matches!(outcome, Err(HandlerError::Panicked { .. })));
+/// assert!(matches!(history.records().last(), Some(Record::Finished { ok: false, .. })));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Recorded<H> {
     history: History,
     subscriber: Arc<str>,
@@ -316,6 +639,40 @@ impl Drop for EndGuard {
 }
 
 /// One break of the contract.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Event, Handler};
+/// use flowgate_testkit::bus::{History, Mode, Spec, Violation};
+/// let history = History::new();
+/// history.subscribed("billing");
+/// let placed = Event::new("order.placed", 1u32)?.with_key("order-1");
+/// let paid = Event::new("order.paid", 1u32)?.with_key("order-1");
+/// history.published(&placed, true, false);
+/// history.published(&paid, true, false);
+/// // A broken bus: it starts `paid` while `placed` still runs.
+/// let billing = history.handler("billing", |_: Event<u32>| async { Ok(()) });
+/// let first = billing.call(placed.clone());
+/// let second = billing.call(paid.clone());
+/// assert!(first.await.is_ok() && second.await.is_ok());
+/// let report = history.check(&Spec::new(Mode::AtLeastOnce));
+/// let (subscriber, key) = (String::from("billing"), String::from("order-1"));
+/// assert_eq!(
+///     report.violations,
+///     [
+///         Violation::Overlap {
+///             subscriber: subscriber.clone(),
+///             key: key.clone(),
+///             running: placed.id(),
+///             started: paid.id(),
+///         },
+///         Violation::Reordered { subscriber, key, earlier: placed.id(), later: paid.id() },
+///     ]
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Violation {
@@ -370,7 +727,26 @@ pub enum Violation {
     },
 }
 
-/// What [`History::check`] found.
+/// What [`History::check`] found. Its `Display` sums it up and lists the first violations.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use flowgate::{Event, Handler};
+/// use flowgate_testkit::bus::{History, Mode, Spec};
+/// let history = History::new();
+/// history.subscribed("billing");
+/// history.subscribed("audit");
+/// let event = Event::new("order.placed", 1u32)?;
+/// history.published(&event, true, false);
+/// let billing = history.handler("billing", |_: Event<u32>| async { Ok(()) });
+/// assert!(billing.call(event).await.is_ok()); // audit never gets it
+/// let report = history.check(&Spec::new(Mode::AtLeastOnce));
+/// assert_eq!((report.accepted, report.expected_deliveries, report.lost), (1, 2, 1));
+/// assert!(report.to_string().starts_with("1 accepted, 2 deliveries expected: 1 lost"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckReport {
@@ -394,6 +770,20 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// Whether the history keeps the contract.
+    ///
+    /// ```
+    /// use flowgate::Event;
+    /// use flowgate_testkit::bus::{History, Mode, Spec};
+    /// let history = History::new();
+    /// history.subscribed("billing");
+    /// let event = Event::new("order.placed", 1u32)?;
+    /// history.published(&event, true, false);
+    /// let spec = Spec::new(Mode::AtLeastOnce);
+    /// assert!(!history.check(&spec).is_ok(), "neither handled nor reported");
+    /// history.undelivered("billing", &event);
+    /// assert!(history.check(&spec).is_ok());
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
     }

@@ -1,12 +1,16 @@
 //! The bus conformance suite: drives any [`Backend`] with random workloads and checks every
 //! run's history with the [contract checker](crate::bus). Run it on your own backend or setup:
 //!
-//! ```no_run
+//! ```
 //! use flowgate::bus::Bus;
 //! use flowgate_testkit::bus::Mode;
 //! use flowgate_testkit::conformance::{check_bus, Suite};
 //!
-//! check_bus(|| async { Bus::new() }, Mode::AtLeastOnce, &Suite::default());
+//! // CI runs `Suite::default()`: 256 cases on two runtimes. A smoke test runs a few.
+//! let mut suite = Suite::default();
+//! suite.cases = 4;
+//! suite.multi_thread = false;
+//! check_bus(|| async { Bus::new() }, Mode::AtLeastOnce, &suite);
 //! ```
 //!
 //! Each case creates a topic (random partitions 1–4, buffer 1–5, concurrency 1–3, and a
@@ -32,6 +36,17 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use crate::bus::{History, Mode, Spec};
 
 /// How many cases to run, and on which runtimes.
+///
+/// ```
+/// use flowgate::bus::Bus;
+/// use flowgate_testkit::bus::Mode;
+/// use flowgate_testkit::conformance::{check_bus, Suite};
+/// let mut suite = Suite::default();
+/// // Few cases by default, more when asked: `CONFORMANCE_CASES=10000 cargo test`.
+/// suite.cases = std::env::var("CONFORMANCE_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(4);
+/// suite.multi_thread = false; // the paused clock only: no real sleeping in retries
+/// check_bus(|| async { Bus::new() }, Mode::AtMostOnce, &suite);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Suite {
@@ -46,6 +61,12 @@ pub struct Suite {
 
 impl Default for Suite {
     /// 256 cases, on both runtimes.
+    ///
+    /// ```
+    /// use flowgate_testkit::conformance::Suite;
+    /// let suite = Suite::default();
+    /// assert_eq!((suite.cases, suite.paused_clock, suite.multi_thread), (256, true, true));
+    /// ```
     fn default() -> Self {
         Self {
             cases: 256,
@@ -57,6 +78,36 @@ impl Default for Suite {
 
 /// What the handlers do with one event (the same for every subscriber): the payload of every
 /// event the suite publishes.
+///
+/// A backend under test carries `Behavior` payloads (the suite's handlers read them), so it
+/// must hand each one to the handlers intact:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use flowgate::bus::{Backend, BackendTopic, Bus, SubscribeRequest, TopicSettings};
+/// use flowgate::Event;
+/// use flowgate_testkit::conformance::Behavior;
+/// let bus = Bus::new();
+/// let orders = Backend::<Behavior>::create_topic(&bus, "orders", TopicSettings::default()).await?;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = Arc::clone(&seen);
+/// let request = SubscribeRequest::new("sub", move |event: Event<Behavior>| {
+///     log.lock().unwrap().push(*event.payload());
+///     async { Ok(()) }
+/// });
+/// let _sub = BackendTopic::subscribe(&orders, request).await?;
+/// let sent = [Behavior::Ok, Behavior::Slow(3), Behavior::FailTimes(0)];
+/// for behavior in sent {
+///     orders.publish(Event::new("order", behavior)?).await?;
+/// }
+/// bus.shutdown(Duration::from_secs(1)).await;
+/// assert_eq!(*seen.lock().unwrap(), sent);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Behavior {
@@ -348,6 +399,18 @@ async fn publish<P: BackendTopic<Behavior>>(topic: &P, history: &History, event:
 /// # Panics
 ///
 /// When the backend breaks the contract (that is the point), or a runtime cannot be built.
+///
+/// ```
+/// use flowgate::bus::Bus;
+/// use flowgate_testkit::bus::Mode;
+/// use flowgate_testkit::conformance::{check_bus, Suite};
+/// let mut suite = Suite::default();
+/// suite.cases = 4;
+/// suite.multi_thread = false;
+/// for mode in [Mode::AtMostOnce, Mode::AtLeastOnce, Mode::ExactlyOnce] {
+///     check_bus(|| async { Bus::new() }, mode, &suite); // a fresh bus for each case
+/// }
+/// ```
 pub fn check_bus<B, F, Fut>(backend: F, mode: Mode, suite: &Suite)
 where
     B: Backend<Behavior>,
