@@ -965,6 +965,7 @@ fn read_log<T>(
     let mut truncated = 0;
     let mut next = from_position;
     while events.len() < max_count {
+        let before = cursor.index();
         let read = cursor.read(log, max_count - events.len(), |_, entry| {
             if events.len() >= max_count {
                 return false;
@@ -983,7 +984,7 @@ fn read_log<T>(
                 // Whole segments dropped: every entry in them was dead. For the global log the
                 // index is the position, so the count is exact; for a category log it is not
                 // known, and the page reports at least one.
-                truncated += front.saturating_sub(cursor.index()).max(1);
+                truncated += front.saturating_sub(before).max(1);
             }
         }
     }
@@ -1165,5 +1166,35 @@ impl<T: Send + Sync + 'static> Inner<T> {
         self.swept_to.store(cursor.index(), Ordering::Relaxed);
         self.sweeping.store(false, Ordering::Release);
         removed
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn ev(i: u64) -> Event<u64> {
+        Event::new("e", i).unwrap()
+    }
+
+    #[test]
+    fn dead_front_segments_of_the_logs_are_released() {
+        let store = Store::<u64>::builder()
+            .max_events_per_stream(10)
+            .build()
+            .unwrap();
+        for i in 0..5_000 {
+            store.append("big-1", ExpectedVersion::Any, ev(i)).unwrap();
+        }
+        let inner = &store.inner;
+        let held = |front: u64| 5_000 - front;
+        assert!(
+            held(inner.all.front()) <= 2 * SEGMENT_LEN,
+            "global log still holds {} slots",
+            held(inner.all.front())
+        );
+        let category = inner.category("big");
+        assert!(held(category.log.front()) <= 2 * SEGMENT_LEN);
+        assert_eq!(store.read_all(0, 100).unwrap().events.len(), 10);
     }
 }

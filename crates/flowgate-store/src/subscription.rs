@@ -237,6 +237,7 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
                         category,
                         cursor: Cursor::new(index),
                         scanned_to: start,
+                        start,
                     },
                     start,
                 )
@@ -285,6 +286,9 @@ enum Source<T> {
         cursor: Cursor<Entry<T>>,
         /// One past the position of the last entry the cursor passed.
         scanned_to: u64,
+        /// The start position: when it was past the head at open, the cursor starts at the
+        /// log's end and entries below it must still be passed over.
+        start: u64,
     },
     Stream {
         name: String,
@@ -518,6 +522,7 @@ impl<T: Send + Sync + 'static> Subscription<T> {
                 fill_log(
                     &self.inner.all,
                     cursor,
+                    0,
                     None,
                     &mut self.buffer,
                     &mut self.expected,
@@ -530,12 +535,14 @@ impl<T: Send + Sync + 'static> Subscription<T> {
                 category,
                 cursor,
                 scanned_to,
+                start,
             } => {
                 let log = &category.log;
                 let resume = |front: u64| log.get(front).map_or(front, |e| e.position);
                 fill_log(
                     log,
                     cursor,
+                    *start,
                     Some(scanned_to),
                     &mut self.buffer,
                     &mut self.expected,
@@ -603,13 +610,14 @@ fn notifier_of<'n, T>(
 /// Reads a log (global or category) from `cursor` into `buffer`, turning runs of entries that
 /// retention removed into one [`StoreError::Truncated`] each (see the module docs).
 ///
-/// `scanned_to` (category logs) tracks the position after the last entry passed; for the
+/// Entries below `skip_below` are passed over. `scanned_to` (category logs) tracks the position after the last entry passed; for the
 /// global log the cursor index is the position. `resume(front)` is the position of the entry
 /// at log index `front`.
 #[allow(clippy::too_many_arguments)] // one call per log kind; a struct would only rename them
 fn fill_log<T>(
     log: &Log<Entry<T>>,
     cursor: &mut Cursor<Entry<T>>,
+    skip_below: u64,
     mut scanned_to: Option<&mut u64>,
     buffer: &mut VecDeque<SubscriptionItem<T>>,
     expected: &mut u64,
@@ -620,7 +628,8 @@ fn fill_log<T>(
     // Start of the current run of removed entries of ours, if any.
     let mut missed_from: Option<u64> = None;
     let ours = |entry: &Entry<T>| {
-        group.is_none_or(|(member, size)| partition_of_hash(entry.id_hash, size) == member)
+        entry.position >= skip_below
+            && group.is_none_or(|(member, size)| partition_of_hash(entry.id_hash, size) == member)
     };
     loop {
         if buffer.len() >= capacity {
