@@ -1,8 +1,8 @@
 //! An append-only log with one writer at a time and readers that never wait for it.
 //!
 //! Invariant: every slot below [`Log::published`] is set and never changes; `published` only
-//! grows; a slot is set before the `published` store that covers it (readers' `Acquire` /
-//! `SeqCst` loads of `published` pair with that store, so a reader that sees index `i` below
+//! grows; a slot is set before the `published` store that covers it (readers' `Acquire` loads
+//! of `published` pair with that `Release` store, so a reader that sees index `i` below
 //! `published` sees slot `i` set). The writer ([`LogWriter`]) is owned by whoever serializes the
 //! writes (the store's commit lock), so no two writers ever exist for one log.
 //!
@@ -61,7 +61,8 @@ impl<E> Segment<E> {
 #[derive(Debug)]
 pub struct Log<E> {
     /// How many entries are readable: indexes `0..published`. Written by the writer only
-    /// (`SeqCst`, see [`crate::notify`] for why the waiter handshake needs it).
+    /// (`Release`, paired with readers' `Acquire`; the waiter handshake adds its fences, see
+    /// [`crate::notify`]).
     published: AtomicU64,
     /// Segments still held, oldest first and contiguous. Readers lock it to find one segment;
     /// the writer locks it to add a segment or drop dead ones at the front.
@@ -106,10 +107,11 @@ impl<E> Log<E> {
         )
     }
 
-    /// How many entries are readable (`SeqCst`: it is the re-check of the waiter handshake).
+    /// How many entries are readable.
     #[inline]
     pub fn published(&self) -> u64 {
-        self.published.load(Ordering::SeqCst)
+        // Acquire: pairs with the writer's Release store, so the slots below are visible.
+        self.published.load(Ordering::Acquire)
     }
 
     /// The oldest index still held.
@@ -182,9 +184,8 @@ impl<E> LogWriter<E> {
 
     /// Makes every written entry readable.
     pub fn publish(&self, log: &Log<E>) {
-        // SeqCst: the store half of the waiter handshake (see `notify`); also Release for the
-        // slots written before it.
-        log.published.store(self.len, Ordering::SeqCst);
+        // Release: the slots written before it are visible to readers that see the length.
+        log.published.store(self.len, Ordering::Release);
     }
 
     /// Drops whole segments at the front whose every entry is `dead`, never the tail.

@@ -1,13 +1,21 @@
 //! Wakes the subscriptions waiting for a log to grow.
 //!
-//! Invariant (the handshake): a subscription that found nothing new registers its waker and
-//! then reads the log's published length again; the writer publishes and then calls
-//! [`Notifier::notify`]. The registration increments `waiting` and the writer's `notify` loads
-//! it, both `SeqCst`, as are the writer's store of the published length and the reader's second
-//! load of it. In the single total order of those four operations either the writer's load sees
-//! the registration (and wakes the waker) or the reader's second load sees the new length (and
-//! the reader does not sleep). So no append is ever missed by a sleeping subscription, and an
-//! append with nobody waiting costs one atomic load.
+//! Invariant (the handshake): a subscription that found nothing new registers its waker
+//! (incrementing `waiting`), issues a `SeqCst` fence ([`handshake_fence`], inside
+//! [`Notifier::register`]) and then reads the log's published length again; the writer
+//! publishes, issues a `SeqCst` fence and then loads `waiting` ([`Notifier::notify`], or one
+//! fence for several notifiers and [`Notifier::notify_fenced`] on each). By the fence rules,
+//! either the writer's load sees the registration (and wakes the waker) or the reader's second
+//! read sees the new length (and the reader does not sleep). So no append is ever missed by a
+//! sleeping subscription, and an append with nobody waiting costs one fence and one load per
+//! notifier.
+//!
+//! Fences rather than `SeqCst` loads and stores: the two are equivalent here, but loom models
+//! only `SeqCst` fences exactly (it treats `SeqCst` accesses as acquire/release), so the model
+//! in `tests/loom_handoff.rs` checks this code and not a weaker copy of it.
+//!
+//! Where the length is guarded by a mutex instead (a stream's events), the mutex orders the
+//! registration and the append the same way, fence or not.
 //!
 //! Each subscription owns one slot (a waker at most), so a subscription polled many times
 //! without anything new holds one waker, not one per poll.
@@ -18,6 +26,18 @@ use std::task::Waker;
 
 use flowgate_core::sync::atomic::{AtomicUsize, Ordering};
 use flowgate_core::sync::Mutex;
+
+// The core shim has no fence; this is the one place the store takes it from.
+#[cfg(loom)]
+use loom::sync::atomic::fence;
+#[cfg(not(loom))]
+use std::sync::atomic::fence;
+
+/// The `SeqCst` fence of the handshake (module docs), on both sides.
+#[inline]
+pub fn handshake_fence() {
+    fence(Ordering::SeqCst);
+}
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
@@ -56,7 +76,7 @@ impl Notifier {
         let mut slots = self.slots.lock();
         if let Some(waker) = slots.wakers.get_mut(slot) {
             if waker.take().is_some() {
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
             }
             slots.free.push(slot);
         }
@@ -73,17 +93,28 @@ impl Notifier {
             Some(old) => old.clone_from(waker),
             None => {
                 *entry = Some(waker.clone());
-                // SeqCst: the registration half of the handshake.
-                self.waiting.fetch_add(1, Ordering::SeqCst);
+                // Relaxed: ordered against the writer's load by the fence below.
+                self.waiting.fetch_add(1, Ordering::Relaxed);
             }
         }
+        drop(slots);
+        // The reader's fence of the handshake: between the registration and its re-check.
+        handshake_fence();
     }
 
     /// Wakes every registered waker (after the caller published).
     #[inline]
     pub fn notify(&self) {
-        // SeqCst: the writer's half of the handshake, after its SeqCst publish.
-        if self.waiting.load(Ordering::SeqCst) == 0 {
+        handshake_fence();
+        self.notify_fenced();
+    }
+
+    /// [`notify`](Self::notify) for a caller that issued [`handshake_fence`] itself after
+    /// publishing (one fence for several notifiers).
+    #[inline]
+    pub fn notify_fenced(&self) {
+        // Relaxed: ordered against the reader's registration by the two fences.
+        if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
         self.wake_all();
@@ -97,7 +128,7 @@ impl Notifier {
             waker.wake();
             woken += 1;
         }
-        self.waiting.fetch_sub(woken, Ordering::SeqCst);
+        self.waiting.fetch_sub(woken, Ordering::Relaxed);
     }
 
     /// How many subscriptions are waiting.

@@ -24,7 +24,7 @@ use flowgate_core::{stable_hash, Event};
 
 use crate::log::{Cursor, Log, LogWriter, Read, SEGMENT_LEN};
 use crate::name;
-use crate::notify::Notifier;
+use crate::notify::{handshake_fence, Notifier};
 use crate::record::{Appended, ExpectedVersion, Page, Record, Recorded, StreamInfo};
 use crate::stats::StoreStats;
 use crate::stream::{Category, Entry, Stream, StreamState};
@@ -612,9 +612,11 @@ impl<T: Send + Sync + 'static> Store<T> {
         target.last_appended.store(last_position, Ordering::Relaxed);
         let last_version = state.next_version - 1;
         drop(state);
-        target.notifier.notify();
-        target.category.notifier.notify();
-        inner.all_notifier.notify();
+        // One handshake fence for the three notifiers (see `notify.rs`).
+        handshake_fence();
+        target.notifier.notify_fenced();
+        target.category.notifier.notify_fenced();
+        inner.all_notifier.notify_fenced();
         if inner.config.max_age.is_some()
             && first_position / SWEEP_EVERY != (last_position + 1) / SWEEP_EVERY
         {
