@@ -84,7 +84,13 @@ impl Appender for Store<u64> {
 
     #[inline]
     fn append(&self, event: Event<u64>) {
-        black_box(Store::append(self, "account-1", ExpectedVersion::Any, event)).ok();
+        black_box(Store::append(
+            self,
+            "account-1",
+            ExpectedVersion::Any,
+            event,
+        ))
+        .ok();
     }
 }
 
@@ -151,7 +157,11 @@ fn bench_read(c: &mut Criterion) {
     let store = Store::<u64>::new();
     for i in 0..1_000 {
         store
-            .append("account-1", ExpectedVersion::Any, Event::new("e", i).expect("valid"))
+            .append(
+                "account-1",
+                ExpectedVersion::Any,
+                Event::new("e", i).expect("valid"),
+            )
             .expect("appended");
     }
     let records: Vec<Recorded<u64>> = store

@@ -28,28 +28,91 @@ pub const SEGMENT_LEN: u64 = 128;
 #[cfg(loom)]
 pub const SEGMENT_LEN: u64 = 2;
 
-/// A run of [`SEGMENT_LEN`] slots starting at index `base`.
-#[derive(Debug)]
-pub struct Segment<E> {
-    base: u64,
-    /// Set once each, by the writer, before `published` covers them.
-    slots: Box<[OnceLock<E>]>,
-    /// Set by the writer when it opens the next segment, before publishing any slot there.
-    next: OnceLock<Arc<Segment<E>>>,
+/// One slot of a log: written once by the writer before `published` covers it.
+pub trait Slot: Send + Sync {
+    /// What the slot holds.
+    type Value;
+    /// An unwritten slot.
+    fn empty() -> Self;
+    /// Writes the slot (the writer, once, before publishing it).
+    fn set(&self, value: Self::Value);
+    /// Calls `f` on the value, if the slot was written.
+    fn with<R>(&self, f: impl FnOnce(&Self::Value) -> R) -> Option<R>;
 }
 
-impl<E> Segment<E> {
+impl<E: Send + Sync> Slot for OnceLock<E> {
+    type Value = E;
+
+    fn empty() -> Self {
+        OnceLock::new()
+    }
+
+    fn set(&self, value: E) {
+        let _ = OnceLock::set(self, value);
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&E) -> R) -> Option<R> {
+        self.get().map(f)
+    }
+}
+
+/// A slot of two integers, cheaper to write than a `OnceLock` (two relaxed stores, no
+/// read-modify-write): the `Release` store of `published` that covers it orders them for
+/// readers.
+#[derive(Debug)]
+pub struct Pair {
+    first: AtomicU64,
+    second: AtomicU64,
+}
+
+impl Slot for Pair {
+    type Value = (u64, u64);
+
+    fn empty() -> Self {
+        Self {
+            first: AtomicU64::new(0),
+            second: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, (first, second): (u64, u64)) {
+        // Relaxed: published by the writer's Release store of `published`.
+        self.first.store(first, Ordering::Relaxed);
+        self.second.store(second, Ordering::Relaxed);
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&(u64, u64)) -> R) -> Option<R> {
+        // Relaxed: the reader's Acquire load of `published` came first.
+        let value = (
+            self.first.load(Ordering::Relaxed),
+            self.second.load(Ordering::Relaxed),
+        );
+        Some(f(&value))
+    }
+}
+
+/// A run of [`SEGMENT_LEN`] slots starting at index `base`.
+#[derive(Debug)]
+pub struct Segment<S> {
+    base: u64,
+    /// Set once each, by the writer, before `published` covers them.
+    slots: Box<[S]>,
+    /// Set by the writer when it opens the next segment, before publishing any slot there.
+    next: OnceLock<Arc<Segment<S>>>,
+}
+
+impl<S: Slot> Segment<S> {
     fn new(base: u64) -> Self {
         Self {
             base,
-            slots: (0..SEGMENT_LEN).map(|_| OnceLock::new()).collect(),
+            slots: (0..SEGMENT_LEN).map(|_| S::empty()).collect(),
             next: OnceLock::new(),
         }
     }
 
-    fn get(&self, index: u64) -> Option<&E> {
+    fn with<R>(&self, index: u64, f: impl FnOnce(&S::Value) -> R) -> Option<R> {
         let offset = index.checked_sub(self.base)?;
-        self.slots.get(offset as usize)?.get()
+        self.slots.get(offset as usize)?.with(f)
     }
 
     fn contains(&self, index: u64) -> bool {
@@ -59,20 +122,20 @@ impl<E> Segment<E> {
 
 /// See the [module docs](self).
 #[derive(Debug)]
-pub struct Log<E> {
+pub struct Log<S> {
     /// How many entries are readable: indexes `0..published`. Written by the writer only
     /// (`Release`, paired with readers' `Acquire`; the waiter handshake adds its fences, see
     /// [`crate::notify`]).
     published: AtomicU64,
     /// Segments still held, oldest first and contiguous. Readers lock it to find one segment;
     /// the writer locks it to add a segment or drop dead ones at the front.
-    directory: Mutex<VecDeque<Arc<Segment<E>>>>,
+    directory: Mutex<VecDeque<Arc<Segment<S>>>>,
 }
 
 /// The single writer of one [`Log`]; see the [module docs](self).
 #[derive(Debug)]
-pub struct LogWriter<E> {
-    tail: Arc<Segment<E>>,
+pub struct LogWriter<S> {
+    tail: Arc<Segment<S>>,
     /// Entries written (published or not yet).
     len: u64,
 }
@@ -90,9 +153,9 @@ pub enum Read {
     },
 }
 
-impl<E> Log<E> {
+impl<S: Slot> Log<S> {
     /// An empty log and its writer.
-    pub fn new() -> (Self, LogWriter<E>) {
+    pub fn new() -> (Self, LogWriter<S>) {
         let first = Arc::new(Segment::new(0));
         let log = Self {
             published: AtomicU64::new(0),
@@ -106,7 +169,9 @@ impl<E> Log<E> {
             },
         )
     }
+}
 
+impl<S> Log<S> {
     /// How many entries are readable.
     #[inline]
     pub fn published(&self) -> u64 {
@@ -120,7 +185,7 @@ impl<E> Log<E> {
     }
 
     /// The segment holding `index`, or `Err(front)` when it was dropped.
-    fn segment_for(&self, index: u64) -> Result<Arc<Segment<E>>, u64> {
+    fn segment_for(&self, index: u64) -> Result<Arc<Segment<S>>, u64> {
         let directory = self.directory.lock();
         let front = directory.front().map_or(0, |s| s.base);
         if index < front {
@@ -131,27 +196,26 @@ impl<E> Log<E> {
         let segment = directory.get(at).or_else(|| directory.back());
         segment.map(Arc::clone).ok_or(front)
     }
+}
 
-    /// The entry at `index`, if it is published and still held.
-    pub fn get(&self, index: u64) -> Option<E>
-    where
-        E: Clone,
-    {
+impl<S: Slot> Log<S> {
+    /// Calls `f` on the entry at `index`, if it is published and still held.
+    pub fn with<R>(&self, index: u64, f: impl FnOnce(&S::Value) -> R) -> Option<R> {
         if index >= self.published() {
             return None;
         }
-        self.segment_for(index).ok()?.get(index).cloned()
+        self.segment_for(index).ok()?.with(index, f)
     }
 
     /// The first index in `from..published` whose entry satisfies `at_or_after` (a predicate
     /// that is false then true along the log, such as "position >= p"); `published` if none.
-    pub fn partition_point(&self, from: u64, at_or_after: impl Fn(&E) -> bool) -> u64 {
+    pub fn partition_point(&self, from: u64, at_or_after: impl Fn(&S::Value) -> bool) -> u64 {
         let (mut low, mut high) = (from, self.published());
         while low < high {
             let mid = low + (high - low) / 2;
             match self.segment_for(mid) {
-                Ok(segment) => match segment.get(mid) {
-                    Some(entry) if !at_or_after(entry) => low = mid + 1,
+                Ok(segment) => match segment.with(mid, &at_or_after) {
+                    Some(false) => low = mid + 1,
                     _ => high = mid,
                 },
                 Err(front) => low = front.max(mid + 1),
@@ -161,9 +225,9 @@ impl<E> Log<E> {
     }
 }
 
-impl<E> LogWriter<E> {
+impl<S: Slot> LogWriter<S> {
     /// Writes `entry` at the next index without publishing it; returns the index.
-    pub fn push(&mut self, log: &Log<E>, entry: E) -> u64 {
+    pub fn push(&mut self, log: &Log<S>, entry: S::Value) -> u64 {
         if !self.tail.contains(self.len) {
             let segment = Arc::new(Segment::new(self.len));
             // Linked before any of its slots is published (module invariant).
@@ -172,7 +236,7 @@ impl<E> LogWriter<E> {
             self.tail = segment;
         }
         let index = self.len;
-        let _ = self.tail.slots[(index - self.tail.base) as usize].set(entry);
+        self.tail.slots[(index - self.tail.base) as usize].set(entry);
         self.len += 1;
         index
     }
@@ -183,18 +247,19 @@ impl<E> LogWriter<E> {
     }
 
     /// Makes every written entry readable.
-    pub fn publish(&self, log: &Log<E>) {
+    pub fn publish(&self, log: &Log<S>) {
         // Release: the slots written before it are visible to readers that see the length.
         log.published.store(self.len, Ordering::Release);
     }
 
     /// Drops whole segments at the front whose every entry is `dead`, never the tail.
-    pub fn trim(&self, log: &Log<E>, dead: impl Fn(&E) -> bool) {
+    pub fn trim(&self, log: &Log<S>, mut dead: impl FnMut(u64, &S::Value) -> bool) {
         let mut directory = log.directory.lock();
         while directory.len() > 1 {
-            let all_dead = directory
-                .front()
-                .is_some_and(|s| s.slots.iter().all(|slot| slot.get().is_none_or(&dead)));
+            let all_dead = directory.front().is_some_and(|s| {
+                (s.base..s.base + SEGMENT_LEN)
+                    .all(|index| s.with(index, |e| dead(index, e)).unwrap_or(true))
+            });
             if !all_dead {
                 break;
             }
@@ -205,12 +270,15 @@ impl<E> LogWriter<E> {
 
 /// A reader's place in a [`Log`]: the next index to read and the segment that holds it.
 #[derive(Debug)]
-pub struct Cursor<E> {
+pub struct Cursor<S> {
     index: u64,
-    segment: Option<Arc<Segment<E>>>,
+    segment: Option<Arc<Segment<S>>>,
 }
 
-impl<E> Cursor<E> {
+/// How far a [`Cursor::lookup`] walks segment links before asking the directory instead.
+const WALK: u64 = 4;
+
+impl<S> Cursor<S> {
     /// A cursor whose next read starts at `index`.
     pub fn new(index: u64) -> Self {
         Self {
@@ -231,14 +299,16 @@ impl<E> Cursor<E> {
             self.segment = None;
         }
     }
+}
 
+impl<S: Slot> Cursor<S> {
     /// Passes up to `max` published entries, from the cursor on, to `each` (with their index)
     /// and moves past them. `each` returns `false` to stop before consuming that entry.
     pub fn read(
         &mut self,
-        log: &Log<E>,
+        log: &Log<S>,
         max: usize,
-        mut each: impl FnMut(u64, &E) -> bool,
+        mut each: impl FnMut(u64, &S::Value) -> bool,
     ) -> Read {
         let published = log.published();
         if self.index >= published || max == 0 {
@@ -263,11 +333,11 @@ impl<E> Cursor<E> {
                     None => break,
                 }
             }
-            let Some(entry) = segment.get(self.index) else {
-                break;
-            };
-            if !each(self.index, entry) {
-                break;
+            let index = self.index;
+            match segment.with(index, |entry| each(index, entry)) {
+                Some(true) => {}
+                // `None` is unreachable by the module invariant; stop rather than spin.
+                Some(false) | None => break,
             }
             self.index += 1;
             read += 1;
@@ -275,15 +345,47 @@ impl<E> Cursor<E> {
         self.segment = Some(segment);
         Read::Entries(read)
     }
+
+    /// Calls `f` on the published entry at `index` without moving the cursor's index; keeps
+    /// the segment found for the next lookup (cheap for lookups that move forward a little,
+    /// as a category's positions do through the global log). `Err(Read::Dropped { front })`
+    /// when `index` was dropped, `Err(Read::Entries(0))` when it is not published yet.
+    pub fn lookup<R>(
+        &mut self,
+        log: &Log<S>,
+        index: u64,
+        f: impl FnOnce(&S::Value) -> R,
+    ) -> Result<R, Read> {
+        if index >= log.published() {
+            return Err(Read::Entries(0));
+        }
+        let mut segment = match self.segment.take() {
+            Some(s) if s.base <= index && index < s.base + WALK * SEGMENT_LEN => s,
+            _ => log
+                .segment_for(index)
+                .map_err(|front| Read::Dropped { front })?,
+        };
+        while !segment.contains(index) {
+            match segment.next.get() {
+                Some(next) => segment = Arc::clone(next),
+                None => return Err(Read::Entries(0)),
+            }
+        }
+        let found = segment.with(index, f).ok_or(Read::Entries(0));
+        self.segment = Some(segment);
+        found
+    }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
+    type Ints = OnceLock<u64>;
+
     #[test]
     fn a_cursor_reads_what_was_published_across_segments() {
-        let (log, mut writer) = Log::new();
+        let (log, mut writer) = Log::<Ints>::new();
         for i in 0..(SEGMENT_LEN * 3 + 5) {
             writer.push(&log, i);
         }
@@ -300,27 +402,36 @@ mod tests {
         }
         assert_eq!(seen, (0..(SEGMENT_LEN * 3 + 5)).collect::<Vec<_>>());
         assert_eq!(log.partition_point(0, |e| *e >= 200), 200);
-        assert_eq!(log.get(5), Some(5));
+        assert_eq!(log.with(5, |e| *e), Some(5));
+        let mut finder = Cursor::new(0);
+        for i in [3, 4, 130, 131, 300, 2] {
+            assert_eq!(finder.lookup(&log, i, |e| *e), Ok(i));
+        }
+        assert_eq!(finder.lookup(&log, 10_000, |e| *e), Err(Read::Entries(0)));
     }
 
     #[test]
     fn dead_front_segments_are_dropped_and_reported() {
-        let (log, mut writer) = Log::new();
+        let (log, mut writer) = Log::<Ints>::new();
         for i in 0..=(SEGMENT_LEN * 2) {
             writer.push(&log, i);
         }
         writer.publish(&log);
-        writer.trim(&log, |e| *e < SEGMENT_LEN);
+        writer.trim(&log, |_, e| *e < SEGMENT_LEN);
         assert_eq!(log.front(), SEGMENT_LEN);
         let mut cursor = Cursor::new(3);
         assert_eq!(
             cursor.read(&log, 1, |_, _| true),
             Read::Dropped { front: SEGMENT_LEN }
         );
+        assert_eq!(
+            Cursor::new(0).lookup(&log, 1, |e| *e),
+            Err(Read::Dropped { front: SEGMENT_LEN })
+        );
         assert_eq!(cursor.read(&log, 1, |_, _| true), Read::Entries(1));
         assert_eq!(cursor.index(), SEGMENT_LEN + 1);
         // The tail is never dropped.
-        writer.trim(&log, |_| true);
+        writer.trim(&log, |_, _| true);
         assert_eq!(log.front(), SEGMENT_LEN * 2);
     }
 }

@@ -15,19 +15,19 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 // Data, not synchronization: the store handle and records use std `Arc` whatever the cfg.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use flowgate_core::sync::{Mutex, MutexGuard};
 use flowgate_core::{stable_hash, Event};
 
-use crate::log::{Cursor, Log, LogWriter, Read, SEGMENT_LEN};
+use crate::log::{Cursor, Log, LogWriter, Pair, Read, Slot, SEGMENT_LEN};
 use crate::name;
 use crate::notify::{handshake_fence, Notifier};
 use crate::record::{Appended, ExpectedVersion, Page, Record, Recorded, StreamInfo};
 use crate::stats::StoreStats;
-use crate::stream::{Category, Entry, Stream, StreamState};
+use crate::stream::{AllLog, Category, Entry, Stream, StreamState};
 use crate::subscription::{SubscribeBuilder, Target};
 use crate::StoreError;
 
@@ -290,8 +290,8 @@ type Map<V> = HashMap<Arc<str>, V, SeededState>;
 /// What the commit lock guards: the writers of the global log and of every category log.
 #[derive(Debug)]
 struct Commit<T> {
-    all: LogWriter<Entry<T>>,
-    categories: Vec<LogWriter<Entry<T>>>,
+    all: LogWriter<OnceLock<Entry<T>>>,
+    categories: Vec<LogWriter<Pair>>,
 }
 
 /// Statistics counters; `Relaxed`, read without ordering.
@@ -308,10 +308,10 @@ pub(crate) struct Counters {
 pub(crate) struct Inner<T> {
     pub(crate) config: Config<T>,
     streams: Mutex<Map<Arc<Stream<T>>>>,
-    categories: Mutex<Map<Arc<Category<T>>>>,
+    categories: Mutex<Map<Arc<Category>>>,
     commit: Mutex<Commit<T>>,
     /// Every event, indexed by global position.
-    pub(crate) all: Log<Entry<T>>,
+    pub(crate) all: AllLog<T>,
     /// Wakes subscriptions to all events, and stream subscriptions waiting for their stream to
     /// be created.
     pub(crate) all_notifier: Notifier,
@@ -574,29 +574,27 @@ impl<T: Send + Sync + 'static> Store<T> {
                     appended_at,
                     size,
                 });
-                let entry = Entry {
-                    position,
-                    record: Arc::downgrade(&record),
-                    id_hash: target.info.id_hash,
-                };
-                commit.all.push(&inner.all, entry.clone());
+                let id_hash = target.info.id_hash;
+                commit.all.push(
+                    &inner.all,
+                    Entry {
+                        record: Arc::downgrade(&record),
+                        id_hash,
+                    },
+                );
                 if let Some(writer) = commit.categories.get_mut(category.writer) {
-                    writer.push(&category.log, entry);
+                    writer.push(&category.log, (position, id_hash));
                 }
                 state.events.push_back(Recorded { inner: record });
             }
             last_position = commit.all.written() - 1;
+            // The global log first: a reader that sees a category entry must find its
+            // position published in the global log.
+            commit.all.publish(&inner.all);
             if let Some(writer) = commit.categories.get(category.writer) {
                 writer.publish(&category.log);
-                // A segment was opened: the front one may be all dead now.
-                if category_first / SEGMENT_LEN != writer.written() / SEGMENT_LEN {
-                    writer.trim(&category.log, Entry::is_dead);
-                }
             }
-            commit.all.publish(&inner.all);
-            if first_position / SEGMENT_LEN != commit.all.written() / SEGMENT_LEN {
-                commit.all.trim(&inner.all, Entry::is_dead);
-            }
+            inner.trim_fronts(&commit, category, first_position, category_first);
         }
         state.next_version = first_version + (last_position - first_position) + 1;
         if bytes > 0 {
@@ -801,13 +799,19 @@ impl<T: Send + Sync + 'static> Store<T> {
         };
         let start = category
             .log
-            .partition_point(0, |entry| entry.position >= from_position);
+            .partition_point(0, |&(position, _)| position >= from_position);
         let mut cursor = Cursor::new(start);
+        let mut finder = Cursor::new(from_position);
+        let all = &self.inner.all;
         Ok(read_log(
             &category.log,
             &mut cursor,
             from_position,
             max_count,
+            |_, &(position, _)| Resolved {
+                position,
+                record: finder.lookup(all, position, Entry::upgrade).ok().flatten(),
+            },
         ))
     }
 
@@ -838,6 +842,10 @@ impl<T: Send + Sync + 'static> Store<T> {
             &mut cursor,
             from_position,
             max_count,
+            |position, entry| Resolved {
+                position,
+                record: entry.upgrade(),
+            },
         ))
     }
 
@@ -956,23 +964,33 @@ pub(crate) fn read_forward<T>(
     }
 }
 
-/// Reads live entries from a log at `cursor` until `max_count` events or the published end.
-fn read_log<T>(
-    log: &Log<Entry<T>>,
-    cursor: &mut Cursor<Entry<T>>,
+/// A log entry as a reader sees it: its global position, and its record unless retention
+/// removed it.
+pub(crate) struct Resolved<T> {
+    pub(crate) position: u64,
+    pub(crate) record: Option<Recorded<T>>,
+}
+
+/// Reads live entries from a log at `cursor` until `max_count` events or the published end;
+/// `resolve` turns a slot (and its index) into the event it stands for.
+fn read_log<S: Slot, T>(
+    log: &Log<S>,
+    cursor: &mut Cursor<S>,
     from_position: u64,
     max_count: usize,
+    mut resolve: impl FnMut(u64, &S::Value) -> Resolved<T>,
 ) -> Page<T> {
     let mut events = Vec::new();
     let mut truncated = 0;
     let mut next = from_position;
     while events.len() < max_count {
         let before = cursor.index();
-        let read = cursor.read(log, max_count - events.len(), |_, entry| {
+        let read = cursor.read(log, max_count - events.len(), |index, slot| {
             if events.len() >= max_count {
                 return false;
             }
-            match entry.upgrade() {
+            let entry = resolve(index, slot);
+            match entry.record {
                 Some(recorded) => events.push(recorded),
                 None => truncated += 1,
             }
@@ -1004,7 +1022,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
     }
 
     /// The category, created if needed (with its writer in the commit state).
-    pub(crate) fn category(&self, category: &str) -> Arc<Category<T>> {
+    pub(crate) fn category(&self, category: &str) -> Arc<Category> {
         let mut categories = self.categories.lock();
         if let Some(found) = categories.get(category) {
             return Arc::clone(found);
@@ -1022,6 +1040,32 @@ impl<T: Send + Sync + 'static> Inner<T> {
         drop(commit);
         categories.insert(name, Arc::clone(&created));
         created
+    }
+
+    /// After an append that opened a segment in the global log or in `category`'s log, drops
+    /// front segments whose events are all gone (under the commit lock).
+    fn trim_fronts(
+        &self,
+        commit: &Commit<T>,
+        category: &Category,
+        first_position: u64,
+        category_first: u64,
+    ) {
+        if first_position / SEGMENT_LEN != commit.all.written() / SEGMENT_LEN {
+            commit.all.trim(&self.all, |_, entry| entry.is_dead());
+        }
+        if let Some(writer) = commit.categories.get(category.writer) {
+            if category_first / SEGMENT_LEN != writer.written() / SEGMENT_LEN {
+                let front = self.all.front();
+                let mut finder = Cursor::new(0);
+                writer.trim(&category.log, |_, &(position, _)| {
+                    position < front
+                        || finder
+                            .lookup(&self.all, position, Entry::is_dead)
+                            .unwrap_or(true)
+                });
+            }
+        }
     }
 
     /// The stream to append to: found, or created when `expected` allows a new stream.

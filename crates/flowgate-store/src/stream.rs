@@ -7,38 +7,28 @@
 //! appender of this stream (around its commit), by a reader copying a page, by retention
 //! trimming the front, and by eviction; never across anything that waits on another stream.
 //!
-//! Invariant of [`Category`]: its log holds, in global position order, one entry per event ever
-//! appended to a stream of the category; it is written only under the store's commit lock.
+//! Invariant of [`Category`]: its log holds, in global position order, the position of every
+//! event ever appended to a stream of the category; it is written only under the store's
+//! commit lock.
 
 use std::collections::VecDeque;
 // Data, not synchronization: records are shared by std `Arc`/`Weak` whatever the cfg.
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use flowgate_core::sync::atomic::AtomicU64;
 use flowgate_core::sync::Mutex;
 
-use crate::log::Log;
+use crate::log::{Log, Pair};
 use crate::notify::Notifier;
 use crate::record::{Record, Recorded, StreamInfo};
 
-/// One slot of the global log or of a category log.
+/// One slot of the global log (whose index is the position).
 #[derive(Debug)]
 pub(crate) struct Entry<T> {
-    pub(crate) position: u64,
     /// Dead once retention removed the event from its stream.
     pub(crate) record: Weak<Record<T>>,
     /// The stream id's stable hash, kept for consumer-group filtering of dead entries.
     pub(crate) id_hash: u64,
-}
-
-impl<T> Clone for Entry<T> {
-    fn clone(&self) -> Self {
-        Self {
-            position: self.position,
-            record: Weak::clone(&self.record),
-            id_hash: self.id_hash,
-        }
-    }
 }
 
 impl<T> Entry<T> {
@@ -51,13 +41,20 @@ impl<T> Entry<T> {
     }
 }
 
+/// The global log: one [`Entry`] per position.
+pub(crate) type AllLog<T> = Log<OnceLock<Entry<T>>>;
+
+/// A category log: (global position, stream id hash) of each event of the category; the
+/// record itself is looked up in the global log.
+pub(crate) type CategoryLog = Log<Pair>;
+
 /// See the [module docs](self).
 #[derive(Debug)]
-pub(crate) struct Category<T> {
+pub(crate) struct Category {
     pub(crate) name: Arc<str>,
     /// Index of this category's writer in the commit state.
     pub(crate) writer: usize,
-    pub(crate) log: Log<Entry<T>>,
+    pub(crate) log: CategoryLog,
     pub(crate) notifier: Notifier,
 }
 
@@ -65,7 +62,7 @@ pub(crate) struct Category<T> {
 #[derive(Debug)]
 pub(crate) struct Stream<T> {
     pub(crate) info: Arc<StreamInfo>,
-    pub(crate) category: Arc<Category<T>>,
+    pub(crate) category: Arc<Category>,
     pub(crate) state: Mutex<StreamState<T>>,
     /// Global position of the last append (or the head when created): the eviction order.
     /// Written under `state`'s lock, read by eviction without it.

@@ -17,18 +17,18 @@ use std::future::poll_fn;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 // Data, not synchronization: the store handle is a std `Arc`.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use flowgate_core::partition_of_hash;
 use flowgate_core::sync::atomic::Ordering;
 
 use crate::checkpoint::Checkpoints;
-use crate::log::{Cursor, Log, Read};
+use crate::log::{Cursor, Log, Pair, Read, Slot};
 use crate::name;
 use crate::notify::Notifier;
 use crate::record::Recorded;
-use crate::store::{read_forward, Inner, Store};
+use crate::store::{read_forward, Inner, Resolved, Store};
 use crate::stream::{Category, Entry, Stream};
 use crate::StoreError;
 
@@ -231,11 +231,14 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
                     Start::End => inner.all.published(),
                     Start::At(p) => p,
                 };
-                let index = category.log.partition_point(0, |e| e.position >= start);
+                let index = category
+                    .log
+                    .partition_point(0, |&(position, _)| position >= start);
                 (
                     Source::Category {
                         category,
                         cursor: Cursor::new(index),
+                        finder: Cursor::new(start),
                         scanned_to: start,
                         start,
                     },
@@ -279,11 +282,13 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
 /// What one subscription reads from.
 enum Source<T> {
     All {
-        cursor: Cursor<Entry<T>>,
+        cursor: Cursor<OnceLock<Entry<T>>>,
     },
     Category {
-        category: Arc<Category<T>>,
-        cursor: Cursor<Entry<T>>,
+        category: Arc<Category>,
+        cursor: Cursor<Pair>,
+        /// Looks the category's positions up in the global log.
+        finder: Cursor<OnceLock<Entry<T>>>,
         /// One past the position of the last entry the cursor passed.
         scanned_to: u64,
         /// The start position: when it was past the head at open, the cursor starts at the
@@ -302,7 +307,7 @@ enum Source<T> {
 struct Waiting<T> {
     /// `None`: the store's all-events notifier.
     stream: Option<Arc<Stream<T>>>,
-    category: Option<Arc<Category<T>>>,
+    category: Option<Arc<Category>>,
     slot: usize,
 }
 
@@ -518,7 +523,6 @@ impl<T: Send + Sync + 'static> Subscription<T> {
         let before = self.buffer.len();
         match &mut self.source {
             Source::All { cursor } => {
-                let resume = |front: u64| front;
                 fill_log(
                     &self.inner.all,
                     cursor,
@@ -528,17 +532,23 @@ impl<T: Send + Sync + 'static> Subscription<T> {
                     &mut self.expected,
                     self.capacity,
                     self.group,
-                    resume,
+                    |front| front,
+                    |position, entry| Resolved {
+                        position,
+                        record: entry.upgrade(),
+                    },
+                    |_, entry| entry.id_hash,
                 );
             }
             Source::Category {
                 category,
                 cursor,
+                finder,
                 scanned_to,
                 start,
             } => {
                 let log = &category.log;
-                let resume = |front: u64| log.get(front).map_or(front, |e| e.position);
+                let all = &self.inner.all;
                 fill_log(
                     log,
                     cursor,
@@ -548,7 +558,12 @@ impl<T: Send + Sync + 'static> Subscription<T> {
                     &mut self.expected,
                     self.capacity,
                     self.group,
-                    resume,
+                    |front| log.with(front, |&(position, _)| position).unwrap_or(front),
+                    |_, &(position, _)| Resolved {
+                        position,
+                        record: finder.lookup(all, position, Entry::upgrade).ok().flatten(),
+                    },
+                    |_, &(_, id_hash)| id_hash,
                 );
             }
             Source::Stream {
@@ -598,7 +613,7 @@ fn opt_ptr_eq<X>(a: Option<&Arc<X>>, b: Option<&Arc<X>>) -> bool {
 fn notifier_of<'n, T>(
     inner: &'n Inner<T>,
     stream: Option<&'n Stream<T>>,
-    category: Option<&'n Category<T>>,
+    category: Option<&'n Category>,
 ) -> &'n Notifier {
     match (stream, category) {
         (Some(stream), _) => &stream.notifier,
@@ -614,9 +629,9 @@ fn notifier_of<'n, T>(
 /// global log the cursor index is the position. `resume(front)` is the position of the entry
 /// at log index `front`.
 #[allow(clippy::too_many_arguments)] // one call per log kind; a struct would only rename them
-fn fill_log<T>(
-    log: &Log<Entry<T>>,
-    cursor: &mut Cursor<Entry<T>>,
+fn fill_log<S: Slot, T>(
+    log: &Log<S>,
+    cursor: &mut Cursor<S>,
     skip_below: u64,
     mut scanned_to: Option<&mut u64>,
     buffer: &mut VecDeque<SubscriptionItem<T>>,
@@ -624,28 +639,32 @@ fn fill_log<T>(
     capacity: usize,
     group: Option<(u32, NonZeroU32)>,
     resume: impl Fn(u64) -> u64,
+    mut resolve: impl FnMut(u64, &S::Value) -> Resolved<T>,
+    id_hash: impl Fn(u64, &S::Value) -> u64,
 ) {
     // Start of the current run of removed entries of ours, if any.
     let mut missed_from: Option<u64> = None;
-    let ours = |entry: &Entry<T>| {
-        entry.position >= skip_below
-            && group.is_none_or(|(member, size)| partition_of_hash(entry.id_hash, size) == member)
-    };
+    let in_group =
+        |hash: u64| group.is_none_or(|(member, size)| partition_of_hash(hash, size) == member);
     loop {
         if buffer.len() >= capacity {
             break;
         }
         let room = capacity - buffer.len();
         let mut passed = None;
-        let read = cursor.read(log, room, |_, entry| {
+        let read = cursor.read(log, room, |index, slot| {
             if buffer.len() >= capacity {
                 return false;
             }
-            passed = Some(entry.position);
-            if !ours(entry) {
+            if !in_group(id_hash(index, slot)) {
                 return true;
             }
-            match entry.upgrade() {
+            let entry = resolve(index, slot);
+            passed = Some(entry.position);
+            if entry.position < skip_below {
+                return true;
+            }
+            match entry.record {
                 None => {
                     missed_from.get_or_insert(entry.position);
                 }
