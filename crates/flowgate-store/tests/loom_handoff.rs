@@ -2,7 +2,9 @@
 //! logs, the commit lock, the waker handshake in `notify.rs`) with the sync shim's loom types.
 //! A subscription waiting at the head is always woken by a concurrent append and sees it once;
 //! a subscription that catches up while appends land sees every event once, in position
-//! order, across a segment boundary (segments hold 2 slots under loom).
+//! order, across a segment boundary (segments hold 2 slots under loom); and an event that
+//! retention removes while a subscription reads is either seen or reported as truncated,
+//! never skipped in silence.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --target-dir target/loom -p flowgate-store --test loom_handoff`.
 #![cfg(loom)]
@@ -14,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use loom::thread;
 
 use flowgate_core::Event;
-use flowgate_store::{ExpectedVersion, Start, Store, Subscription, Target};
+use flowgate_store::{ExpectedVersion, Start, Store, StoreError, Subscription, Target};
 
 fn event(payload: u32) -> Event<u32> {
     Event::new("e", payload).unwrap()
@@ -105,5 +107,40 @@ fn a_stream_subscription_is_woken_by_the_append_that_creates_its_stream() {
         let recorded = loom::future::block_on(sub.next()).unwrap().unwrap();
         assert_eq!((recorded.version(), *recorded.event().payload()), (0, 3));
         appender.join().unwrap();
+    });
+}
+
+#[test]
+fn an_event_removed_while_a_subscription_reads_is_seen_or_reported() {
+    let events: Vec<Event<u32>> = (0..2).map(event).collect();
+    loom::model(move || {
+        let store = Store::<u32>::builder()
+            .max_events_per_stream(1)
+            .build()
+            .unwrap();
+        let mut sub = store.subscribe(Target::All).buffer(1).open().unwrap();
+        let appender = {
+            let (store, events) = (store.clone(), events.clone());
+            thread::spawn(move || {
+                for ev in events {
+                    // The second append removes the first event.
+                    store.append("a-1", ExpectedVersion::Any, ev).unwrap();
+                }
+            })
+        };
+        let first = loom::future::block_on(sub.next()).unwrap();
+        match first {
+            Ok(recorded) => assert_eq!(recorded.position(), 0),
+            Err(signal) => assert_eq!(
+                signal,
+                StoreError::Truncated {
+                    missed_from: 0,
+                    resume_at: 1
+                }
+            ),
+        }
+        assert_eq!(next(&mut sub), (1, 1));
+        appender.join().unwrap();
+        assert!(is_drained(&mut sub));
     });
 }
