@@ -607,6 +607,7 @@ impl<T: Send + Sync + 'static> Store<T> {
                 }
             }
         }
+        // Relaxed: an eviction order hint, read under the stream map's lock.
         target.last_appended.store(last_position, Ordering::Relaxed);
         let last_version = state.next_version - 1;
         drop(state);
@@ -1164,6 +1165,8 @@ impl<T: Send + Sync + 'static> Inner<T> {
         let Some(max_age) = self.config.max_age else {
             return 0;
         };
+        // Acquire: pairs with the previous sweeper's Release store of `false` below, so this
+        // sweeper sees the `swept_to` it left.
         if self
             .sweeping
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -1209,6 +1212,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
                 break;
             }
         }
+        // Relaxed: only sweepers read it, ordered by the Release store that follows.
         self.swept_to.store(cursor.index(), Ordering::Relaxed);
         self.sweeping.store(false, Ordering::Release);
         removed

@@ -480,14 +480,14 @@ impl<T: Send + Sync + 'static> Subscription<T> {
     fn register(&mut self, cx: &mut Context<'_>) {
         let (stream, category) = match &self.source {
             Source::All { .. } => (None, None),
-            Source::Category { category, .. } => (None, Some(Arc::clone(category))),
-            Source::Stream { stream, .. } => (stream.clone(), None),
+            Source::Category { category, .. } => (None, Some(category)),
+            Source::Stream { stream, .. } => (stream.as_ref(), None),
         };
         let same = self.waiting.as_ref().is_some_and(|w| {
-            opt_ptr_eq(w.stream.as_ref(), stream.as_ref())
-                && opt_ptr_eq(w.category.as_ref(), category.as_ref())
+            opt_ptr_eq(w.stream.as_ref(), stream) && opt_ptr_eq(w.category.as_ref(), category)
         });
         if !same {
+            let (stream, category) = (stream.cloned(), category.cloned());
             self.release_slot();
             let notifier = notifier_of(&self.inner, stream.as_deref(), category.as_deref());
             let slot = notifier.slot();
