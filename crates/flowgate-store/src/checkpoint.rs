@@ -20,8 +20,13 @@ struct State {
     next: u64,
 }
 
-/// Tracks which yielded positions are finished; see the [module docs](self). Cheap to clone;
-/// clones share the tracker, so each concurrent handler can hold one.
+/// Tracks which yielded positions are finished. Cheap to clone; clones share the tracker, so
+/// each concurrent handler can hold one.
+///
+/// The checkpoint is the lowest yielded position not yet [`done`](Self::done), or, when all are
+/// done, the position right after the last one yielded. Every position below it was yielded and
+/// handled, so a subscription restarted there (`Start::At`) loses nothing; it may see again
+/// events that finished above an unfinished one.
 ///
 /// Positions are global positions, or versions for a stream subscription.
 ///
@@ -103,7 +108,7 @@ impl Checkpoints {
         self.state.lock().in_flight.remove(&position)
     }
 
-    /// Where a restarted subscription must start so that it loses nothing (module docs).
+    /// Where a restarted subscription must start so that it loses nothing (see the type docs).
     ///
     /// ```
     /// # use flowgate::store::{Start, Store, Target};

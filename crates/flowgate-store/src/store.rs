@@ -92,6 +92,11 @@ impl<T> fmt::Debug for Config<T> {
 }
 
 /// The default bound of a subscription's buffer, in events.
+///
+/// ```
+/// use flowgate::store::DEFAULT_SUBSCRIPTION_BUFFER;
+/// assert_eq!(DEFAULT_SUBSCRIPTION_BUFFER, 256);
+/// ```
 pub const DEFAULT_SUBSCRIPTION_BUFFER: usize = 256;
 
 /// Builds a [`Store`] with retention and sizing settings. Every setting is optional; the

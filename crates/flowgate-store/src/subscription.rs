@@ -313,10 +313,30 @@ struct Waiting<T> {
 
 /// The item a subscription yields: an event, or a signal ([`StoreError::Truncated`],
 /// [`StoreError::StreamEvicted`]).
+///
+/// ```
+/// use flowgate::store::{StoreError, SubscriptionItem};
+/// fn describe(item: &SubscriptionItem<u32>) -> String {
+///     match item {
+///         Ok(event) => format!("event at {}", event.position()),
+///         Err(StoreError::Truncated { missed_from, resume_at }) => {
+///             format!("removed by retention: {missed_from}..{resume_at}")
+///         }
+///         Err(other) => other.to_string(),
+///     }
+/// }
+/// let signal = Err(StoreError::Truncated { missed_from: 0, resume_at: 3 });
+/// assert_eq!(describe(&signal), "removed by retention: 0..3");
+/// ```
 pub type SubscriptionItem<T> = Result<Recorded<T>, StoreError>;
 
 /// A live subscription: a [`futures_core::Stream`] of [`SubscriptionItem`]s, also readable with
-/// [`next`](Self::next). See the [module docs](self) for what it promises.
+/// [`next`](Self::next); from [`Store::subscribe`].
+///
+/// It reads the same ordered log that reads use, from its position into a buffer of at most
+/// `buffer` events: catching up on history and following live are one loop, so no event is lost
+/// or doubled between them, and a slow subscription is never dropped or "lagged"; it reads
+/// further behind, and its memory stays its buffer.
 ///
 /// It never ends on its own, except after [`StoreError::StreamEvicted`]. Dropping it
 /// unsubscribes.
