@@ -1232,6 +1232,35 @@ mod tests {
         Event::new("e", i).unwrap()
     }
 
+    /// A stream read holds that stream's lock while it copies. With stream A's lock held (as
+    /// by a read in progress), appends to other streams, all-events and category reads and
+    /// subscriptions still complete: none of them needs A's lock.
+    #[test]
+    fn a_read_holding_one_stream_blocks_no_other_stream() {
+        let store = Store::<u64>::new();
+        store.append("a-1", ExpectedVersion::Any, ev(0)).unwrap();
+        let held = store.inner.lookup("a-1").unwrap();
+        let guard = held.state.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let other = store.clone();
+        let worker = std::thread::spawn(move || {
+            for i in 0..100 {
+                other.append("b-1", ExpectedVersion::Any, ev(i)).unwrap();
+                other.append("a-2", ExpectedVersion::Any, ev(i)).unwrap();
+            }
+            let all = other.read_all(0, 1_000).unwrap().events.len();
+            let category = other.read_category("a", 0, 1_000).unwrap().events.len();
+            done.send((all, category)).unwrap();
+        });
+        let outcome = finished.recv_timeout(Duration::from_secs(10));
+        drop(guard);
+        worker.join().unwrap();
+        assert_eq!(
+            outcome.expect("appends to other streams waited for a-1's lock"),
+            (201, 101)
+        );
+    }
+
     #[test]
     fn dead_front_segments_of_the_logs_are_released() {
         let store = Store::<u64>::builder()

@@ -753,3 +753,34 @@ impl<T> Drop for Subscription<T> {
             .fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ExpectedVersion;
+    use flowgate_core::Event;
+
+    /// However far behind it is, a subscription holds at most its buffer (plus one truncation
+    /// signal in front of an event).
+    #[test]
+    fn a_subscription_holds_at_most_its_buffer() {
+        let store = Store::<u64>::new();
+        for i in 0..5_000 {
+            let stream = format!("c{}-1", i % 2);
+            store
+                .append(&stream, ExpectedVersion::Any, Event::new("e", i).unwrap())
+                .unwrap();
+        }
+        for target in [Target::All, Target::category("c0"), Target::stream("c1-1")] {
+            let mut sub = store.subscribe(target).buffer(7).open().unwrap();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let mut seen = 0;
+            while let Poll::Ready(Some(item)) = sub.poll_item(&mut cx) {
+                item.unwrap();
+                seen += 1;
+                assert!(sub.buffer.len() <= 7, "{} buffered", sub.buffer.len());
+            }
+            assert!(seen >= 2_500);
+        }
+    }
+}
