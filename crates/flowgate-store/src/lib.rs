@@ -9,8 +9,8 @@
 //!   [`StoreError::WrongExpectedVersion`] carrying the actual version, so the caller can read
 //!   again and retry. Concurrent appenders to one stream: exactly one wins each version.
 //! - **Read** a stream forward or backward, a category or all events from a position, in
-//!   [`Page`]s of at most `max_count` events that never overlap and leave no hole. Reads take
-//!   no lock an appender of another stream waits for.
+//!   [`Page`]s of at most `max_count` events that never overlap and leave no hole. A read
+//!   never holds a lock that appenders of other streams need while it copies.
 //! - **Subscribe** to a stream, a category (or one member's share of it, see
 //!   [`SubscribeBuilder::consumer_group`]) or all events, from a position or the end: history
 //!   first, then live, with no gap and no duplicate, never dropped for being slow, memory

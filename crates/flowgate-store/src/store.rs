@@ -774,8 +774,9 @@ impl<T: Send + Sync + 'static> Store<T> {
     /// Reads up to `max_count` events of every stream of `category`, from global position
     /// `from_position` up, in global order.
     ///
-    /// Pass [`Page::next`] to read the following page. Takes no lock held by appenders for
-    /// longer than finding one segment.
+    /// Pass [`Page::next`] to read the following page. Reads the logs without locks, except
+    /// a log's segment directory for the time of one lookup (appenders take it once per
+    /// 128 positions, to add a segment).
     ///
     /// # Errors
     ///
