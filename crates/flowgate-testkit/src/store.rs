@@ -11,10 +11,15 @@
 //! 3. **Expected versions**: an accepted append matched its expectation (the version before
 //!    it), and a refused one did not (its reported actual version fails the expectation).
 //! 4. **Readable**: the final read returns every accepted event at its position, with its
-//!    stream, version and id, and nothing else.
-//! 5. **Subscribers**: each subscriber saw exactly the accepted events of its target at or
-//!    after its start (a global position, or a version for a stream subscriber), in order, with
-//!    no gap and no duplicate.
+//!    stream, version and id, and nothing else. In a history recorded with retention
+//!    ([`StoreRecorder::with_retention`]) events may be missing from it (removed), but what it
+//!    returns must still be exactly what was accepted.
+//! 5. **Subscribers**: each subscriber saw exactly the accepted events of its target (for a
+//!    consumer group member, of its share of the category) at or after its start (a global
+//!    position, or a version for a stream subscriber), in order, with no gap and no duplicate,
+//!    except events inside a range it was told retention removed (`StoreError::Truncated`);
+//!    and every event inside such a range is really gone from the final read: a truncation
+//!    signal never hides an event that still exists.
 //!
 //! A checker that cannot fail is worthless: each rule has a test that feeds it a hand-made
 //! broken history and sees it fail.
@@ -49,8 +54,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use flowgate_core::EventId;
-use flowgate_store::{category_of, Appended, ExpectedVersion, Recorded, StoreError, Target};
+use std::num::NonZeroU32;
+
+use flowgate_core::{partition_of_hash, stable_hash, EventId};
+use flowgate_store::{category_of, id_of, Appended, ExpectedVersion, Recorded, StoreError, Target};
 
 /// One event as the store reported it.
 ///
@@ -151,7 +158,14 @@ pub struct AppendRecord {
 /// ```
 /// use flowgate::store::Target;
 /// use flowgate_testkit::store::SubscriberRecord;
-/// let s = SubscriberRecord { name: "p".into(), target: Target::All, start: 0, seen: vec![] };
+/// let s = SubscriberRecord {
+///     name: "p".into(),
+///     target: Target::All,
+///     group: None,
+///     start: 0,
+///     seen: vec![],
+///     truncated: vec![],
+/// };
 /// assert!(s.seen.is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +174,12 @@ pub struct SubscriberRecord {
     pub name: String,
     /// What it subscribed to.
     pub target: Target,
+    /// `(member, size)` for a consumer group member of a category.
+    pub group: Option<(u32, u32)>,
     /// Where it started: a global position, or a version for a stream target.
     pub start: u64,
+    /// The ranges `missed_from..resume_at` it was told retention removed.
+    pub truncated: Vec<(u64, u64)>,
     /// The events it saw, in the order it saw them.
     pub seen: Vec<SeenEvent>,
 }
@@ -180,6 +198,9 @@ pub struct StoreHistory {
     pub subscribers: Vec<SubscriberRecord>,
     /// A read of every event from position 0 after the run, if one was made.
     pub final_read: Option<Vec<SeenEvent>>,
+    /// Whether the store had retention: accepted events may then be missing from the final
+    /// read.
+    pub retention: bool,
 }
 
 /// Records a run; cheap to clone (clones share the history) and safe to use from many threads.
@@ -209,6 +230,19 @@ impl StoreRecorder {
     /// ```
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A recorder for a store with retention: accepted events may be missing from the final
+    /// read (rule 4), and subscribers may have been told of removed ranges (rule 5).
+    ///
+    /// ```
+    /// # use flowgate_testkit::store::StoreRecorder;
+    /// assert!(StoreRecorder::with_retention().history().retention);
+    /// ```
+    pub fn with_retention() -> Self {
+        let recorder = Self::default();
+        lock(&recorder.history).retention = true;
+        recorder
     }
 
     /// Records one append and its result.
@@ -260,12 +294,49 @@ impl StoreRecorder {
     /// assert_eq!(recorder.history().subscribers.len(), 1);
     /// ```
     pub fn subscriber(&self, name: &str, target: Target, start: u64) -> SubscriberLog {
+        self.add_subscriber(name, target, None, start)
+    }
+
+    /// Adds member `member` of a consumer group of `size` over `category`.
+    ///
+    /// ```
+    /// use flowgate_testkit::store::StoreRecorder;
+    /// let recorder = StoreRecorder::new();
+    /// let seen = recorder.group_member("billing-0", "account", 0, 2, 0);
+    /// # drop(seen);
+    /// assert_eq!(recorder.history().subscribers[0].group, Some((0, 2)));
+    /// ```
+    pub fn group_member(
+        &self,
+        name: &str,
+        category: &str,
+        member: u32,
+        size: u32,
+        start: u64,
+    ) -> SubscriberLog {
+        self.add_subscriber(
+            name,
+            Target::category(category),
+            Some((member, size)),
+            start,
+        )
+    }
+
+    fn add_subscriber(
+        &self,
+        name: &str,
+        target: Target,
+        group: Option<(u32, u32)>,
+        start: u64,
+    ) -> SubscriberLog {
         let mut history = lock(&self.history);
         history.subscribers.push(SubscriberRecord {
             name: name.to_owned(),
             target,
+            group,
             start,
             seen: Vec::new(),
+            truncated: Vec::new(),
         });
         SubscriberLog {
             history: Arc::clone(&self.history),
@@ -333,6 +404,32 @@ impl SubscriberLog {
     pub fn saw<T>(&self, recorded: &Recorded<T>) {
         if let Some(sub) = lock(&self.history).subscribers.get_mut(self.index) {
             sub.seen.push(SeenEvent::of(recorded));
+        }
+    }
+
+    /// Records one item of a subscription: an event, or a `StoreError::Truncated` signal
+    /// (other errors are not recorded).
+    ///
+    /// ```
+    /// use flowgate::store::{StoreError, Target};
+    /// use flowgate_testkit::store::StoreRecorder;
+    /// let recorder = StoreRecorder::with_retention();
+    /// let log = recorder.subscriber("s", Target::All, 0);
+    /// log.item::<u32>(&Err(StoreError::Truncated { missed_from: 0, resume_at: 4 }));
+    /// assert_eq!(recorder.history().subscribers[0].truncated, [(0, 4)]);
+    /// ```
+    pub fn item<T>(&self, item: &Result<Recorded<T>, StoreError>) {
+        match item {
+            Ok(recorded) => self.saw(recorded),
+            Err(StoreError::Truncated {
+                missed_from,
+                resume_at,
+            }) => {
+                if let Some(sub) = lock(&self.history).subscribers.get_mut(self.index) {
+                    sub.truncated.push((*missed_from, *resume_at));
+                }
+            }
+            Err(_) => {}
         }
     }
 
@@ -430,6 +527,14 @@ pub enum StoreViolation {
         /// The event seen before it.
         after: u64,
     },
+    /// Rule 5: a subscriber was told an event was removed by retention, but the final read
+    /// still returns it.
+    FalselyTruncated {
+        /// The subscriber.
+        subscriber: String,
+        /// The event's position.
+        position: u64,
+    },
     /// Rule 5: a subscriber saw an event that is not one of its target's accepted events
     /// after its start, or that differs from the accepted one.
     Unexpected {
@@ -475,6 +580,10 @@ impl fmt::Display for StoreViolation {
             Self::OutOfOrder { subscriber, position, after } => write!(
                 f,
                 "subscriber {subscriber} saw position {position} after {after}"
+            ),
+            Self::FalselyTruncated { subscriber, position } => write!(
+                f,
+                "subscriber {subscriber} was told position {position} was removed, but it is still readable"
             ),
             Self::Unexpected { subscriber, position } => write!(
                 f,
@@ -598,12 +707,16 @@ pub fn check(history: &StoreHistory) -> StoreReport {
     check_positions(&accepted, &mut violations);
     check_versions(&accepted, &mut violations);
     if let Some(read) = &history.final_read {
-        check_read(&accepted, read, &mut violations);
+        check_read(&accepted, read, history.retention, &mut violations);
     }
+    let readable: Option<BTreeSet<u64>> = history
+        .final_read
+        .as_ref()
+        .map(|read| read.iter().map(|e| e.position).collect());
     let mut seen_events = 0;
     for subscriber in &history.subscribers {
         seen_events += subscriber.seen.len();
-        check_subscriber(&accepted, subscriber, &mut violations);
+        check_subscriber(&accepted, readable.as_ref(), subscriber, &mut violations);
     }
     StoreReport {
         violations,
@@ -644,11 +757,17 @@ fn check_versions(accepted: &BTreeMap<u64, SeenEvent>, violations: &mut Vec<Stor
 fn check_read(
     accepted: &BTreeMap<u64, SeenEvent>,
     read: &[SeenEvent],
+    retention: bool,
     violations: &mut Vec<StoreViolation>,
 ) {
     let by_position: BTreeMap<u64, &SeenEvent> = read.iter().map(|e| (e.position, e)).collect();
     for (position, event) in accepted {
-        if by_position.get(position) != Some(&event) {
+        let found = by_position.get(position);
+        // With retention an event may be gone; if it is there, it must be the accepted one.
+        if retention && found.is_none() {
+            continue;
+        }
+        if found != Some(&event) {
             violations.push(StoreViolation::NotReadable {
                 position: *position,
             });
@@ -663,10 +782,11 @@ fn check_read(
     }
 }
 
-/// Whether an accepted event belongs to a subscriber's target after its start, and the key it
-/// is ordered by (its position, or its version for a stream subscriber).
-fn key_for(target: &Target, start: u64, event: &SeenEvent) -> Option<u64> {
-    let key = match target {
+/// Whether an accepted event belongs to a subscriber (its target, its consumer group share)
+/// after its start, and the key it is ordered by (its position, or its version for a stream
+/// subscriber).
+fn key_for(subscriber: &SubscriberRecord, event: &SeenEvent) -> Option<u64> {
+    let key = match &subscriber.target {
         Target::Stream(stream) if *stream == event.stream => event.version,
         Target::Category(category) if category_of(&event.stream).ok() == Some(category) => {
             event.position
@@ -674,20 +794,36 @@ fn key_for(target: &Target, start: u64, event: &SeenEvent) -> Option<u64> {
         Target::All => event.position,
         _ => return None,
     };
-    (key >= start).then_some(key)
+    if let Some((member, size)) = subscriber.group {
+        let size = NonZeroU32::new(size)?;
+        let id = id_of(&event.stream).ok()?;
+        if partition_of_hash(stable_hash(id), size) != member {
+            return None;
+        }
+    }
+    (key >= subscriber.start).then_some(key)
 }
 
 fn check_subscriber(
     accepted: &BTreeMap<u64, SeenEvent>,
+    readable: Option<&BTreeSet<u64>>,
     subscriber: &SubscriberRecord,
     violations: &mut Vec<StoreViolation>,
 ) {
     let name = &subscriber.name;
     let expected: BTreeSet<u64> = accepted
         .values()
-        .filter(|e| key_for(&subscriber.target, subscriber.start, e).is_some())
+        .filter(|e| key_for(subscriber, e).is_some())
         .map(|e| e.position)
         .collect();
+    let signalled = |event: &SeenEvent| {
+        key_for(subscriber, event).is_some_and(|key| {
+            subscriber
+                .truncated
+                .iter()
+                .any(|&(from, resume)| from <= key && key < resume)
+        })
+    };
     let mut seen_positions = BTreeSet::new();
     let mut last_key: Option<(u64, u64)> = None;
     for event in &subscriber.seen {
@@ -707,7 +843,7 @@ fn check_subscriber(
             });
             continue;
         }
-        let key = key_for(&subscriber.target, subscriber.start, event).unwrap_or(0);
+        let key = key_for(subscriber, event).unwrap_or(0);
         if let Some((last, after)) = last_key {
             if key < last {
                 violations.push(StoreViolation::OutOfOrder {
@@ -720,10 +856,18 @@ fn check_subscriber(
         last_key = Some((key, event.position));
     }
     for position in expected.difference(&seen_positions) {
-        violations.push(StoreViolation::Missed {
-            subscriber: name.clone(),
-            position: *position,
-        });
+        let covered = accepted.get(position).is_some_and(signalled);
+        if !covered {
+            violations.push(StoreViolation::Missed {
+                subscriber: name.clone(),
+                position: *position,
+            });
+        } else if readable.is_some_and(|r| r.contains(position)) {
+            violations.push(StoreViolation::FalselyTruncated {
+                subscriber: name.clone(),
+                position: *position,
+            });
+        }
     }
 }
 
@@ -779,10 +923,13 @@ mod tests {
             subscribers: vec![SubscriberRecord {
                 name: "all".into(),
                 target: Target::All,
+                group: None,
                 start: 0,
                 seen: events.clone(),
+                truncated: vec![],
             }],
             final_read: Some(events),
+            retention: false,
         }
     }
 
@@ -970,5 +1117,74 @@ mod tests {
             subscriber: "all".into(),
             position: 0
         }));
+    }
+
+    #[test]
+    fn rule_4_with_retention_a_removed_event_may_be_missing_but_not_altered() {
+        let mut h = good();
+        h.subscribers.clear();
+        h.retention = true;
+        h.final_read.as_mut().unwrap().remove(0);
+        assert!(check(&h).is_ok(), "{}", check(&h));
+        h.final_read.as_mut().unwrap()[0].version = 9;
+        assert_eq!(
+            violations(&h),
+            [StoreViolation::NotReadable { position: 1 }]
+        );
+    }
+
+    #[test]
+    fn rule_5_a_signalled_removal_covers_a_gap_only_if_the_event_is_gone() {
+        // Position 1 was removed, the subscriber was told so: fine.
+        let mut h = good();
+        h.retention = true;
+        h.final_read.as_mut().unwrap().remove(1);
+        h.subscribers[0].seen.remove(1);
+        h.subscribers[0].truncated.push((1, 2));
+        assert!(check(&h).is_ok(), "{}", check(&h));
+        // The same gap without the signal: a silent jump.
+        let mut silent = h.clone();
+        silent.subscribers[0].truncated.clear();
+        assert_eq!(
+            violations(&silent),
+            [StoreViolation::Missed {
+                subscriber: "all".into(),
+                position: 1
+            }]
+        );
+        // A signal over an event that is still readable hides it: a false truncation.
+        let mut false_signal = good();
+        false_signal.subscribers[0].seen.remove(1);
+        false_signal.subscribers[0].truncated.push((1, 2));
+        assert_eq!(
+            violations(&false_signal),
+            [StoreViolation::FalselyTruncated {
+                subscriber: "all".into(),
+                position: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn rule_5_a_group_member_must_get_exactly_its_share() {
+        let n = NonZeroU32::new(2).unwrap();
+        let member_of = |stream: &str| partition_of_hash(stable_hash(id_of(stream).unwrap()), n);
+        let mut h = good();
+        // Only a-1's events (positions 0 and 1) and b-1's event (2), as a group of 2 over
+        // category "a": the member owning a-1 gets 0 and 1, the other nothing.
+        h.subscribers[0].target = Target::category("a");
+        h.subscribers[0].group = Some((member_of("a-1"), 2));
+        h.subscribers[0].seen.truncate(2);
+        assert!(check(&h).is_ok(), "{}", check(&h));
+        let mut other = h.clone();
+        other.subscribers[0].group = Some((1 - member_of("a-1"), 2));
+        let found = violations(&other);
+        assert!(
+            found
+                .iter()
+                .all(|v| matches!(v, StoreViolation::Unexpected { .. }))
+                && found.len() == 2,
+            "{found:?}"
+        );
     }
 }

@@ -174,23 +174,92 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..(2 * IDS as usize), any::<u8>(), 1..4_u64)
             .prop_map(|(stream, mode, len)| Op::Append { stream, mode, len }),
-        1 => (0..3_u8, 0..=1_000_u64)
+        1 => (0..5_u8, 0..=1_000_u64)
             .prop_map(|(kind, start_permille)| Op::Open { kind, start_permille }),
         2 => (0..8_usize, 1..20_usize).prop_map(|(sub, max)| Op::Drain { sub, max }),
     ]
 }
 
-/// Takes what `sub` has without waiting, at most `max` items.
+/// Takes what `sub` has without waiting, at most `max` items, recording events and truncation
+/// signals.
 fn drain(sub: &mut Subscription<u64>, log: &SubscriberLog, max: usize) {
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..max {
         let mut next = pin!(sub.next());
         match next.as_mut().poll(&mut cx) {
-            Poll::Ready(Some(Ok(event))) => log.saw(&event),
-            Poll::Ready(other) => panic!("unexpected item {other:?}"),
+            Poll::Ready(Some(item)) => log.item(&item),
+            Poll::Ready(None) => panic!("a subscription ended"),
             Poll::Pending => return,
         }
     }
+}
+
+/// Runs a random schedule on `store` and returns the checker's report.
+fn run_schedule(
+    store: &Store<u64>,
+    recorder: &StoreRecorder,
+    ops: Vec<Op>,
+) -> flowgate_testkit::store::StoreReport {
+    let streams = streams();
+    let mut subs: Vec<(Subscription<u64>, SubscriberLog)> = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Append { stream, mode, len } => {
+                let payloads: Vec<u64> = (0..len).map(|j| i as u64 * 10 + j).collect();
+                append(store, recorder, &streams[stream], mode, &payloads);
+            }
+            Op::Open {
+                kind,
+                start_permille,
+            } => {
+                let head = store.head_position();
+                let name = format!("sub{}", subs.len());
+                let (builder, log) = match kind {
+                    0 => {
+                        let start = head * start_permille / 1_000;
+                        let log = recorder.subscriber(&name, Target::All, start);
+                        (store.subscribe(Target::All).start(Start::At(start)), log)
+                    }
+                    1 => {
+                        let start = head * start_permille / 1_000;
+                        let log = recorder.subscriber(&name, Target::category("acct"), start);
+                        let builder = store.subscribe(Target::category("acct"));
+                        (builder.start(Start::At(start)), log)
+                    }
+                    2 => {
+                        let next = store
+                            .stream_version("order-1")
+                            .unwrap()
+                            .map_or(0, |v| v + 1);
+                        let start = next * start_permille / 1_000;
+                        let log = recorder.subscriber(&name, Target::stream("order-1"), start);
+                        let builder = store.subscribe(Target::stream("order-1"));
+                        (builder.start(Start::At(start)), log)
+                    }
+                    _ => {
+                        let start = head * start_permille / 1_000;
+                        let member = u32::from(kind % 2);
+                        let log = recorder.group_member(&name, "order", member, 2, start);
+                        let builder = store
+                            .subscribe(Target::category("order"))
+                            .consumer_group(member, 2);
+                        (builder.start(Start::At(start)), log)
+                    }
+                };
+                subs.push((builder.buffer(3).open().unwrap(), log));
+            }
+            Op::Drain { sub, max } => {
+                if let Some((sub, log)) = subs.get_mut(sub) {
+                    drain(sub, log, max);
+                }
+            }
+        }
+    }
+    for (sub, log) in &mut subs {
+        drain(sub, log, usize::MAX);
+    }
+    recorder.final_read(&store.read_all(0, usize::MAX).unwrap().events);
+    check(&recorder.history())
 }
 
 proptest! {
@@ -198,50 +267,20 @@ proptest! {
 
     #[test]
     fn random_schedules_keep_the_contract(ops in prop::collection::vec(op(), 1..120)) {
-        let store = Store::<u64>::new();
-        let recorder = StoreRecorder::new();
-        let streams = streams();
-        let mut subs: Vec<(Subscription<u64>, SubscriberLog)> = Vec::new();
-        for (i, op) in ops.into_iter().enumerate() {
-            match op {
-                Op::Append { stream, mode, len } => {
-                    let payloads: Vec<u64> = (0..len).map(|j| i as u64 * 10 + j).collect();
-                    append(&store, &recorder, &streams[stream], mode, &payloads);
-                }
-                Op::Open { kind, start_permille } => {
-                    let head = store.head_position();
-                    let (target, start) = match kind {
-                        0 => (Target::All, head * start_permille / 1_000),
-                        1 => (Target::category("acct"), head * start_permille / 1_000),
-                        _ => {
-                            let next = store
-                                .stream_version("order-1")
-                                .unwrap()
-                                .map_or(0, |v| v + 1);
-                            (Target::stream("order-1"), next * start_permille / 1_000)
-                        }
-                    };
-                    let sub = store
-                        .subscribe(target.clone())
-                        .start(Start::At(start))
-                        .buffer(3)
-                        .open()
-                        .unwrap();
-                    let log = recorder.subscriber(&format!("sub{}", subs.len()), target, start);
-                    subs.push((sub, log));
-                }
-                Op::Drain { sub, max } => {
-                    if let Some((sub, log)) = subs.get_mut(sub) {
-                        drain(sub, log, max);
-                    }
-                }
-            }
-        }
-        for (sub, log) in &mut subs {
-            drain(sub, log, usize::MAX);
-        }
-        recorder.final_read(&store.read_all(0, usize::MAX).unwrap().events);
-        let report = check(&recorder.history());
+        let report = run_schedule(&Store::new(), &StoreRecorder::new(), ops);
+        prop_assert!(report.is_ok(), "the checker found: {}", report);
+    }
+
+    /// With retention removing events under the subscribers' feet, each still sees every
+    /// event of its own or a truncation signal covering it, and no signal hides an event that
+    /// still exists.
+    #[test]
+    fn random_schedules_with_retention_keep_the_contract(
+        ops in prop::collection::vec(op(), 1..120),
+        keep in 1..4_usize,
+    ) {
+        let store = Store::builder().max_events_per_stream(keep).build().unwrap();
+        let report = run_schedule(&store, &StoreRecorder::with_retention(), ops);
         prop_assert!(report.is_ok(), "the checker found: {}", report);
     }
 }
