@@ -47,23 +47,27 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
 mod checkpoint;
 mod error;
+mod hasher;
 #[doc(hidden)]
 pub mod log;
 mod name;
 #[doc(hidden)]
 pub mod notify;
+mod read;
 mod record;
 mod stats;
 mod store;
 mod stream;
 mod subscription;
 
+pub use builder::{StoreBuilder, StreamLimit, DEFAULT_SUBSCRIPTION_BUFFER};
 pub use checkpoint::Checkpoints;
 pub use error::StoreError;
 pub use name::{category_of, id_of, MAX_STREAM_NAME_LEN};
 pub use record::{Appended, ExpectedVersion, Page, Recorded};
 pub use stats::StoreStats;
-pub use store::{Store, StoreBuilder, StreamLimit, DEFAULT_SUBSCRIPTION_BUFFER};
+pub use store::Store;
 pub use subscription::{Start, SubscribeBuilder, Subscription, SubscriptionItem, Target};

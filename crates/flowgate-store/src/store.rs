@@ -13,282 +13,24 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 // Data, not synchronization: the store handle and records use std `Arc` whatever the cfg.
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use flowgate_core::sync::{Mutex, MutexGuard};
 use flowgate_core::{stable_hash, Event};
 
-use crate::log::{Cursor, Log, LogWriter, Pair, Read, Slot, SEGMENT_LEN};
+use crate::builder::{Config, StoreBuilder, StreamLimit, DEFAULT_SUBSCRIPTION_BUFFER};
+use crate::hasher::SeededState;
+use crate::log::{Cursor, Log, LogWriter, Pair, Read, SEGMENT_LEN};
 use crate::name;
 use crate::notify::{handshake_fence, Notifier};
+use crate::read::{empty_page, read_forward, read_log, Resolved};
 use crate::record::{Appended, ExpectedVersion, Page, Record, Recorded, StreamInfo};
 use crate::stats::StoreStats;
 use crate::stream::{AllLog, Category, Entry, Stream, StreamState};
 use crate::subscription::{SubscribeBuilder, Target};
 use crate::StoreError;
-
-/// What the store does when a new stream would exceed `max_streams`.
-///
-/// ```
-/// use flowgate::store::{ExpectedVersion, Store, StoreError, StreamLimit};
-/// use flowgate::Event;
-///
-/// let store = Store::<u32>::builder().max_streams(1, StreamLimit::Reject).build()?;
-/// store.append("a-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
-/// let err = store.append("a-2", ExpectedVersion::Any, Event::new("e", 2)?).unwrap_err();
-/// assert!(matches!(err, StoreError::StreamLimitReached { limit: 1, .. }));
-/// assert_eq!(store.stats().rejected_streams, 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamLimit {
-    /// Refuse to create the stream: the append fails with
-    /// [`StoreError::StreamLimitReached`]. Counted in `stats().rejected_streams`.
-    Reject,
-    /// Evict the stream whose last append is the oldest (its events are removed and counted as
-    /// truncated; its subscribers get [`StoreError::StreamEvicted`]). Counted in
-    /// `stats().evicted_streams`.
-    EvictLeastRecent,
-}
-
-/// Sizes a payload for `stats().bytes`.
-type SizeFn<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
-
-pub(crate) struct Config<T> {
-    pub(crate) max_events_per_stream: Option<usize>,
-    pub(crate) max_age: Option<Duration>,
-    pub(crate) max_streams: Option<(usize, StreamLimit)>,
-    pub(crate) size_of: Option<SizeFn<T>>,
-    pub(crate) subscription_buffer: usize,
-}
-
-impl<T> Clone for Config<T> {
-    fn clone(&self) -> Self {
-        Self {
-            max_events_per_stream: self.max_events_per_stream,
-            max_age: self.max_age,
-            max_streams: self.max_streams,
-            size_of: self.size_of.clone(),
-            subscription_buffer: self.subscription_buffer,
-        }
-    }
-}
-
-impl<T> fmt::Debug for Config<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("max_events_per_stream", &self.max_events_per_stream)
-            .field("max_age", &self.max_age)
-            .field("max_streams", &self.max_streams)
-            .field("sizes_payloads", &self.size_of.is_some())
-            .field("subscription_buffer", &self.subscription_buffer)
-            .finish()
-    }
-}
-
-/// The default bound of a subscription's buffer, in events.
-///
-/// ```
-/// use flowgate::store::DEFAULT_SUBSCRIPTION_BUFFER;
-/// assert_eq!(DEFAULT_SUBSCRIPTION_BUFFER, 256);
-/// ```
-pub const DEFAULT_SUBSCRIPTION_BUFFER: usize = 256;
-
-/// Builds a [`Store`] with retention and sizing settings. Every setting is optional; the
-/// default store keeps everything.
-///
-/// ```
-/// use std::time::Duration;
-/// use flowgate::store::{Store, StreamLimit};
-///
-/// let store = Store::<String>::builder()
-///     .max_events_per_stream(10_000)
-///     .max_age(Duration::from_secs(3600))
-///     .max_streams(1_000, StreamLimit::EvictLeastRecent)
-///     .payload_size(|s: &String| s.len())
-///     .subscription_buffer(128)
-///     .build()?;
-/// assert_eq!(store.stats().streams, 0);
-/// # Ok::<(), flowgate::store::StoreError>(())
-/// ```
-pub struct StoreBuilder<T> {
-    config: Config<T>,
-    error: Option<StoreError>,
-}
-
-impl<T> fmt::Debug for StoreBuilder<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreBuilder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Send + Sync + 'static> StoreBuilder<T> {
-    fn invalid(mut self, setting: &'static str, reason: &'static str) -> Self {
-        self.error
-            .get_or_insert(StoreError::InvalidConfig { setting, reason });
-        self
-    }
-
-    /// Keeps at most `n` events per stream; appending more removes the oldest (counted in
-    /// `stats().truncated`). `n` must be at least 1.
-    ///
-    /// ```
-    /// use flowgate::store::{ExpectedVersion, Store};
-    /// use flowgate::Event;
-    /// let store = Store::<u32>::builder().max_events_per_stream(2).build()?;
-    /// for i in 0..5 {
-    ///     store.append("s-1", ExpectedVersion::Any, Event::new("e", i)?)?;
-    /// }
-    /// let page = store.read_stream_forward("s-1", 0, 10)?;
-    /// assert_eq!(page.events.len(), 2);
-    /// assert_eq!((page.events[0].version(), page.truncated), (3, 3));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[must_use]
-    pub fn max_events_per_stream(mut self, n: usize) -> Self {
-        if n == 0 {
-            return self.invalid("max_events_per_stream", "must be at least 1");
-        }
-        self.config.max_events_per_stream = Some(n);
-        self
-    }
-
-    /// Removes events older than `age` (on the tokio clock). Expiry runs during appends (at
-    /// most once per 64 positions) and whenever [`Store::expire`] is called. `age` must be
-    /// above zero.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use flowgate::store::Store;
-    /// let store = Store::<u32>::builder().max_age(Duration::from_secs(60)).build()?;
-    /// assert_eq!(store.expire(), 0);
-    /// # Ok::<(), flowgate::store::StoreError>(())
-    /// ```
-    #[must_use]
-    pub fn max_age(mut self, age: Duration) -> Self {
-        if age.is_zero() {
-            return self.invalid("max_age", "must be above zero");
-        }
-        self.config.max_age = Some(age);
-        self
-    }
-
-    /// Holds at most `n` streams; `policy` says what creating one more does. `n` must be at
-    /// least 1.
-    ///
-    /// ```
-    /// use flowgate::store::{ExpectedVersion, Store, StreamLimit};
-    /// use flowgate::Event;
-    /// let store = Store::<u32>::builder().max_streams(2, StreamLimit::EvictLeastRecent).build()?;
-    /// for s in ["a-1", "a-2", "a-3"] {
-    ///     store.append(s, ExpectedVersion::Any, Event::new("e", 0)?)?;
-    /// }
-    /// assert_eq!(store.stream_version("a-1")?, None, "the least recently appended went");
-    /// assert_eq!(store.stats().evicted_streams, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[must_use]
-    pub fn max_streams(mut self, n: usize, policy: StreamLimit) -> Self {
-        if n == 0 {
-            return self.invalid("max_streams", "must be at least 1");
-        }
-        self.config.max_streams = Some((n, policy));
-        self
-    }
-
-    /// Reports each payload's size, so that `stats().bytes` counts the bytes held.
-    ///
-    /// ```
-    /// use flowgate::store::{ExpectedVersion, Store};
-    /// use flowgate::Event;
-    /// let store = Store::<Vec<u8>>::builder().payload_size(Vec::len).build()?;
-    /// store.append("blob-1", ExpectedVersion::Any, Event::new("e", vec![0; 100])?)?;
-    /// assert_eq!(store.stats().bytes, Some(100));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[must_use]
-    pub fn payload_size(mut self, size_of: impl Fn(&T) -> usize + Send + Sync + 'static) -> Self {
-        self.config.size_of = Some(Arc::new(size_of));
-        self
-    }
-
-    /// The default bound of each subscription's buffer (default
-    /// [`DEFAULT_SUBSCRIPTION_BUFFER`]); at least 1.
-    ///
-    /// ```
-    /// use flowgate::store::Store;
-    /// assert!(Store::<u32>::builder().subscription_buffer(0).build().is_err());
-    /// ```
-    #[must_use]
-    pub fn subscription_buffer(mut self, events: usize) -> Self {
-        if events == 0 {
-            return self.invalid("subscription_buffer", "must be at least 1");
-        }
-        self.config.subscription_buffer = events;
-        self
-    }
-
-    /// Builds the store.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::InvalidConfig`] for the first setting that was out of range.
-    ///
-    /// ```
-    /// use flowgate::store::{Store, StoreError};
-    /// let err = Store::<u32>::builder().max_events_per_stream(0).build().unwrap_err();
-    /// assert!(matches!(err, StoreError::InvalidConfig { setting: "max_events_per_stream", .. }));
-    /// ```
-    pub fn build(self) -> Result<Store<T>, StoreError> {
-        if let Some(error) = self.error {
-            return Err(error);
-        }
-        Ok(Store::with_config(self.config))
-    }
-}
-
-/// The stream map's hasher: XXH3 with a seed drawn per store, so that stream names chosen by an
-/// attacker cannot be made to collide.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SeededState(u64);
-
-#[derive(Debug)]
-pub(crate) struct SeededHasher {
-    seed: u64,
-    hash: u64,
-}
-
-impl BuildHasher for SeededState {
-    type Hasher = SeededHasher;
-    fn build_hasher(&self) -> SeededHasher {
-        SeededHasher {
-            seed: self.0,
-            hash: 0,
-        }
-    }
-}
-
-impl Hasher for SeededHasher {
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.hash ^= xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.seed);
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        // `str` hashes end with one 0xff byte; fold it in without a second XXH3 call.
-        self.hash = self.hash.rotate_left(5) ^ u64::from(byte);
-    }
-}
 
 type Map<V> = HashMap<Arc<str>, V, SeededState>;
 
@@ -410,14 +152,11 @@ impl<T: Send + Sync + 'static> Store<T> {
     /// # Ok::<(), flowgate::store::StoreError>(())
     /// ```
     pub fn builder() -> StoreBuilder<T> {
-        StoreBuilder {
-            config: Self::new().inner.config.clone(),
-            error: None,
-        }
+        StoreBuilder::new(Self::new().inner.config.clone())
     }
 
-    fn with_config(config: Config<T>) -> Self {
-        let seed = SeededState(fastrand::u64(..));
+    pub(crate) fn with_config(config: Config<T>) -> Self {
+        let seed = SeededState::random();
         let (all, writer) = Log::new();
         Self {
             inner: Arc::new(Inner {
@@ -938,91 +677,6 @@ impl<T: Send + Sync + 'static> Store<T> {
     }
 }
 
-fn empty_page<T>(next: u64) -> Page<T> {
-    Page {
-        events: Vec::new(),
-        next,
-        is_end: true,
-        truncated: 0,
-    }
-}
-
-pub(crate) fn read_forward<T>(
-    state: &StreamState<T>,
-    from_version: u64,
-    max_count: usize,
-) -> Page<T> {
-    let start = from_version.max(state.first_version);
-    let truncated = state.first_version.saturating_sub(from_version);
-    let offset = (start - state.first_version) as usize;
-    let events: Vec<Recorded<T>> = state
-        .events
-        .iter()
-        .skip(offset)
-        .take(max_count)
-        .cloned()
-        .collect();
-    let next = start + events.len() as u64;
-    Page {
-        events,
-        next: next.max(from_version),
-        is_end: next >= state.next_version,
-        truncated,
-    }
-}
-
-/// A log entry as a reader sees it: its global position, and its record unless retention
-/// removed it.
-pub(crate) struct Resolved<T> {
-    pub(crate) position: u64,
-    pub(crate) record: Option<Recorded<T>>,
-}
-
-/// Reads live entries from a log at `cursor` until `max_count` events or the published end;
-/// `resolve` turns a slot (and its index) into the event it stands for.
-fn read_log<S: Slot, T>(
-    log: &Log<S>,
-    cursor: &mut Cursor<S>,
-    from_position: u64,
-    max_count: usize,
-    mut resolve: impl FnMut(u64, &S::Value) -> Resolved<T>,
-) -> Page<T> {
-    let mut events = Vec::new();
-    let mut truncated = 0;
-    let mut next = from_position;
-    while events.len() < max_count {
-        let before = cursor.index();
-        let read = cursor.read(log, max_count - events.len(), |index, slot| {
-            if events.len() >= max_count {
-                return false;
-            }
-            let entry = resolve(index, slot);
-            match entry.record {
-                Some(recorded) => events.push(recorded),
-                None => truncated += 1,
-            }
-            next = entry.position + 1;
-            true
-        });
-        match read {
-            Read::Entries(0) => break,
-            Read::Entries(_) => {}
-            Read::Dropped { front } => {
-                // Whole segments dropped: every entry in them was dead. For the global log the
-                // index is the position, so the count is exact; for a category log it is not
-                // known, and the page reports at least one.
-                truncated += front.saturating_sub(before).max(1);
-            }
-        }
-    }
-    Page {
-        events,
-        next,
-        is_end: cursor.index() >= log.published(),
-        truncated,
-    }
-}
-
 impl<T: Send + Sync + 'static> Inner<T> {
     pub(crate) fn lookup(&self, stream: &str) -> Option<Arc<Stream<T>>> {
         self.streams.lock().get(stream).cloned()
@@ -1253,7 +907,7 @@ mod tests {
             let category = other.read_category("a", 0, 1_000).unwrap().events.len();
             done.send((all, category)).unwrap();
         });
-        let outcome = finished.recv_timeout(Duration::from_secs(10));
+        let outcome = finished.recv_timeout(std::time::Duration::from_secs(10));
         drop(guard);
         worker.join().unwrap();
         assert_eq!(

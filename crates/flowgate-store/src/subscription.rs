@@ -27,8 +27,9 @@ use crate::checkpoint::Checkpoints;
 use crate::log::{Cursor, Log, Pair, Read, Slot};
 use crate::name;
 use crate::notify::Notifier;
+use crate::read::{read_forward, Resolved};
 use crate::record::Recorded;
-use crate::store::{read_forward, Inner, Resolved, Store};
+use crate::store::{Inner, Store};
 use crate::stream::{Category, Entry, Stream};
 use crate::StoreError;
 
