@@ -123,12 +123,14 @@ impl Notifier {
     #[cold]
     fn wake_all(&self) {
         let mut slots = self.slots.lock();
-        let mut woken = 0;
-        for waker in slots.wakers.iter_mut().filter_map(Option::take) {
+        let woken: Vec<Waker> = slots.wakers.iter_mut().filter_map(Option::take).collect();
+        self.waiting.fetch_sub(woken.len(), Ordering::Relaxed);
+        drop(slots);
+        // Woken outside the lock: an executor that polls the task inside `wake` would
+        // otherwise re-enter `register` on a lock its own thread holds.
+        for waker in woken {
             waker.wake();
-            woken += 1;
         }
-        self.waiting.fetch_sub(woken, Ordering::Relaxed);
     }
 
     /// How many subscriptions are waiting.
