@@ -252,17 +252,25 @@ impl<S: Slot> LogWriter<S> {
         log.published.store(self.len, Ordering::Release);
     }
 
-    /// Drops whole segments at the front whose every entry is `dead`, never the tail.
-    pub fn trim(&self, log: &Log<S>, mut dead: impl FnMut(u64, &S::Value) -> bool) {
+    /// Drops whole segments at the front whose every entry is `dead`, never the tail;
+    /// `dropped` sees the last entry of each segment dropped, just before it goes.
+    pub fn trim(
+        &self,
+        log: &Log<S>,
+        mut dead: impl FnMut(u64, &S::Value) -> bool,
+        mut dropped: impl FnMut(&S::Value),
+    ) {
         let mut directory = log.directory.lock();
         while directory.len() > 1 {
-            let all_dead = directory.front().is_some_and(|s| {
-                (s.base..s.base + SEGMENT_LEN)
-                    .all(|index| s.with(index, |e| dead(index, e)).unwrap_or(true))
-            });
+            let Some(front) = directory.front() else {
+                break;
+            };
+            let all_dead = (front.base..front.base + SEGMENT_LEN)
+                .all(|index| front.with(index, |e| dead(index, e)).unwrap_or(true));
             if !all_dead {
                 break;
             }
+            front.with(front.base + SEGMENT_LEN - 1, &mut dropped);
             directory.pop_front();
         }
     }
@@ -417,7 +425,9 @@ mod tests {
             writer.push(&log, i);
         }
         writer.publish(&log);
-        writer.trim(&log, |_, e| *e < SEGMENT_LEN);
+        let mut last_dropped = None;
+        writer.trim(&log, |_, e| *e < SEGMENT_LEN, |e| last_dropped = Some(*e));
+        assert_eq!(last_dropped, Some(SEGMENT_LEN - 1));
         assert_eq!(log.front(), SEGMENT_LEN);
         let mut cursor = Cursor::new(3);
         assert_eq!(
@@ -431,7 +441,7 @@ mod tests {
         assert_eq!(cursor.read(&log, 1, |_, _| true), Read::Entries(1));
         assert_eq!(cursor.index(), SEGMENT_LEN + 1);
         // The tail is never dropped.
-        writer.trim(&log, |_, _| true);
+        writer.trim(&log, |_, _| true, |_| {});
         assert_eq!(log.front(), SEGMENT_LEN * 2);
     }
 }

@@ -546,10 +546,11 @@ impl<T: Send + Sync + 'static> Store<T> {
         let start = category
             .log
             .partition_point(0, |&(position, _)| position >= from_position);
+        let dropped = category.removed_before(from_position);
         let mut cursor = Cursor::new(start);
         let mut finder = Cursor::new(from_position);
         let all = &self.inner.all;
-        Ok(read_log(
+        let mut page = read_log(
             &category.log,
             &mut cursor,
             from_position,
@@ -558,7 +559,13 @@ impl<T: Send + Sync + 'static> Store<T> {
                 position,
                 record: finder.lookup(all, position, Entry::upgrade).ok().flatten(),
             },
-        ))
+        );
+        if let Some(dropped_through) = dropped {
+            // Released slots no longer say how many there were: at least one.
+            page.truncated += 1;
+            page.next = page.next.max(dropped_through);
+        }
+        Ok(page)
     }
 
     /// Reads up to `max_count` events of the whole store from global position `from_position`
@@ -696,6 +703,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
             writer: commit.categories.len(),
             log,
             notifier: Notifier::new(),
+            dropped_through: AtomicU64::new(0),
         });
         commit.categories.push(writer);
         drop(commit);
@@ -713,18 +721,30 @@ impl<T: Send + Sync + 'static> Inner<T> {
         category_first: u64,
     ) {
         if first_position / SEGMENT_LEN != commit.all.written() / SEGMENT_LEN {
-            commit.all.trim(&self.all, |_, entry| entry.is_dead());
+            commit
+                .all
+                .trim(&self.all, |_, entry| entry.is_dead(), |_| {});
         }
         if let Some(writer) = commit.categories.get(category.writer) {
             if category_first / SEGMENT_LEN != writer.written() / SEGMENT_LEN {
                 let front = self.all.front();
                 let mut finder = Cursor::new(0);
-                writer.trim(&category.log, |_, &(position, _)| {
-                    position < front
-                        || finder
-                            .lookup(&self.all, position, Entry::is_dead)
-                            .unwrap_or(true)
-                });
+                writer.trim(
+                    &category.log,
+                    |_, &(position, _)| {
+                        position < front
+                            || finder
+                                .lookup(&self.all, position, Entry::is_dead)
+                                .unwrap_or(true)
+                    },
+                    |&(position, _)| {
+                        // Release: pairs with the Acquire loads of readers that start a
+                        // cursor in front of the dropped entries.
+                        category
+                            .dropped_through
+                            .fetch_max(position + 1, Ordering::Release);
+                    },
+                );
             }
         }
     }

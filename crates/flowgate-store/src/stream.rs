@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 // Data, not synchronization: records are shared by std `Arc`/`Weak` whatever the cfg.
 use std::sync::{Arc, OnceLock, Weak};
 
-use flowgate_core::sync::atomic::AtomicU64;
+use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 use flowgate_core::sync::Mutex;
 
 use crate::log::{Log, Pair};
@@ -56,6 +56,20 @@ pub(crate) struct Category {
     pub(crate) writer: usize,
     pub(crate) log: CategoryLog,
     pub(crate) notifier: Notifier,
+    /// One past the position of the last entry dropped with a released front segment (0:
+    /// none). A reader starting below it starts inside released history. Raised under the
+    /// commit lock.
+    pub(crate) dropped_through: AtomicU64,
+}
+
+impl Category {
+    /// When a reader starting at `position` starts inside history whose slots were released
+    /// (so it cannot tell which events it missed), the position where that history ends.
+    pub(crate) fn removed_before(&self, position: u64) -> Option<u64> {
+        // Acquire: pairs with the Release `fetch_max` of the trimmer.
+        let through = self.dropped_through.load(Ordering::Acquire);
+        (position < through).then_some(through)
+    }
 }
 
 /// See the [module docs](self).

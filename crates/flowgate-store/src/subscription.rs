@@ -210,6 +210,8 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
                 _ => return Err(StoreError::InvalidGroupMember { member, size }),
             },
         };
+        // A removal the subscription must report before anything else.
+        let mut truncated = None;
         let (source, start) = match self.target {
             Target::All => {
                 let start = match self.start {
@@ -235,12 +237,18 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
                 let index = category
                     .log
                     .partition_point(0, |&(position, _)| position >= start);
+                // Starting inside released history: every event of the category from `start`
+                // up to `through` was removed (the live ones are all at or after it).
+                if let Some(through) = category.removed_before(start) {
+                    truncated = Some((start, through));
+                }
+                let scanned_to = truncated.map_or(start, |(_, through)| through);
                 (
                     Source::Category {
                         category,
                         cursor: Cursor::new(index),
                         finder: Cursor::new(start),
-                        scanned_to: start,
+                        scanned_to,
                         start,
                     },
                     start,
@@ -265,12 +273,19 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
             }
         };
         inner.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+        let mut buffer = VecDeque::new();
+        if let Some((missed_from, resume_at)) = truncated {
+            buffer.push_back(Err(StoreError::Truncated {
+                missed_from,
+                resume_at,
+            }));
+        }
         Ok(Subscription {
             inner,
             source,
-            buffer: VecDeque::new(),
+            buffer,
             capacity: self.buffer,
-            expected: start,
+            expected: truncated.map_or(start, |(_, through)| through),
             yielded_to: start,
             group,
             checkpoints: None,

@@ -259,3 +259,51 @@ async fn a_consumer_group_member_is_not_signalled_for_other_members_streams() {
         "no signal for what was read"
     );
 }
+
+/// Found by the store checker: a category subscription that starts inside history whose log
+/// segments were already released must be told, not start silently at the first event left.
+#[tokio::test]
+async fn a_category_subscription_starting_in_released_history_is_told() {
+    let store = Store::<u64>::builder()
+        .max_events_per_stream(1)
+        .build()
+        .unwrap();
+    for i in 0..5_000 {
+        store.append("c-1", ExpectedVersion::Any, ev(i)).unwrap();
+    }
+    // Every position is c's, so the signals must cover every position before the last.
+    let last_c = 4_999;
+    for target in [Target::category("c"), Target::All] {
+        let mut sub = store
+            .subscribe(target.clone())
+            .start(Start::At(0))
+            .open()
+            .unwrap();
+        let mut covered_to = 0;
+        loop {
+            match within("an item", sub.next()).await.unwrap() {
+                Err(StoreError::Truncated {
+                    missed_from,
+                    resume_at,
+                }) => {
+                    assert!(
+                        missed_from <= covered_to,
+                        "{target:?}: a silent jump before {missed_from}"
+                    );
+                    covered_to = resume_at;
+                }
+                Ok(event) => {
+                    assert!(event.position() <= covered_to || event.position() >= last_c);
+                    if event.position() == last_c {
+                        break;
+                    }
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(covered_to >= last_c - 1, "{target:?}: {covered_to}");
+    }
+    let page = store.read_category("c", 0, 10).unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(page.truncated >= 1, "the read must say events were removed");
+}

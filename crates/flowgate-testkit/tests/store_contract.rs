@@ -60,30 +60,45 @@ async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> 
 }
 
 /// Reads `sub` into `log` until it sees the marker event of stream `last`.
+/// (Markers are the last event of every stream, so retention never removes them before a
+/// subscriber reads them.)
 async fn follow(mut sub: Subscription<u64>, log: SubscriberLog, last: String) {
     loop {
-        let event = sub
-            .next()
-            .await
-            .expect("never ends")
-            .expect("no retention here");
-        log.saw(&event);
-        if *event.event().payload() == MARKER && event.stream() == last {
-            return;
+        let item = sub.next().await.expect("never ends");
+        log.item(&item);
+        if let Ok(event) = item {
+            if *event.event().payload() == MARKER && event.stream() == last {
+                return;
+            }
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_appenders_and_subscribers_keep_the_contract() {
-    const APPENDERS: usize = 4;
-    const APPENDS: usize = 1_500;
-    const SUBSCRIBERS: usize = 12;
     let store = Store::<u64>::builder()
         .subscription_buffer(8)
         .build()
         .unwrap();
-    let recorder = StoreRecorder::new();
+    run_concurrently(store, StoreRecorder::new()).await;
+}
+
+/// The same with retention keeping 20 events per stream: slow subscribers must get a
+/// truncation signal for every event of theirs that was removed before they read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_appenders_and_subscribers_keep_the_contract_under_retention() {
+    let store = Store::<u64>::builder()
+        .subscription_buffer(8)
+        .max_events_per_stream(20)
+        .build()
+        .unwrap();
+    run_concurrently(store, StoreRecorder::with_retention()).await;
+}
+
+async fn run_concurrently(store: Store<u64>, recorder: StoreRecorder) {
+    const APPENDERS: usize = 4;
+    const APPENDS: usize = 1_500;
+    const SUBSCRIBERS: usize = 12;
     let appenders: Vec<_> = (0..APPENDERS)
         .map(|t| {
             let (store, recorder) = (store.clone(), recorder.clone());
@@ -159,7 +174,7 @@ async fn many_appenders_and_subscribers_keep_the_contract() {
     let report = check(&history);
     assert!(report.is_ok(), "{report}");
     assert!(refused > 0, "the run must exercise version conflicts");
-    assert!(report.seen_events > 10_000, "{report}");
+    assert!(report.seen_events > 1_000, "{report}");
 }
 
 /// One step of a random single-threaded schedule.
