@@ -287,7 +287,8 @@ pub struct Page<T> {
     /// Whether the read reached the end (the head, or version 0 going backward): a read from
     /// `next` returns nothing now (though appends may add more later).
     pub is_end: bool,
-    /// Events in the range this page covered that retention had removed.
+    /// Events in the range this page covered that retention had removed (for a category
+    /// read over log segments already released, a lower bound: at least one).
     pub truncated: u64,
 }
 
