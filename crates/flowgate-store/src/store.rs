@@ -773,6 +773,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
                 actual: None,
             });
         }
+        let mut evicted = Vec::new();
         if let Some((limit, policy)) = self.config.max_streams {
             while streams.len() >= limit {
                 match policy {
@@ -793,8 +794,9 @@ impl<T: Send + Sync + 'static> Inner<T> {
                         else {
                             break;
                         };
-                        if let Some(evicted) = streams.remove(&victim) {
-                            self.evict(&evicted);
+                        if let Some(gone) = streams.remove(&victim) {
+                            self.evict(&gone);
+                            evicted.push(gone);
                         }
                     }
                 }
@@ -814,10 +816,15 @@ impl<T: Send + Sync + 'static> Inner<T> {
             notifier: Notifier::new(),
         });
         streams.insert(name, Arc::clone(&created));
+        drop(streams);
+        // Woken outside the map's lock: a woken subscription looks streams up.
+        for gone in evicted {
+            gone.notifier.notify();
+        }
         Ok(created)
     }
 
-    /// Empties an evicted stream (already out of the map) and wakes its subscribers.
+    /// Empties an evicted stream (already out of the map); the caller wakes its subscribers.
     fn evict(&self, stream: &Stream<T>) {
         let mut state = stream.state.lock();
         state.evicted = true;
@@ -828,7 +835,6 @@ impl<T: Send + Sync + 'static> Inner<T> {
         self.counters
             .evicted_streams
             .fetch_add(1, Ordering::Relaxed);
-        stream.notifier.notify();
     }
 
     /// Counts events removed by retention.
