@@ -13,6 +13,10 @@
 //! takes it once per segment. Front segments whose entries are all dead are dropped from the
 //! directory; a reader still holding one keeps it alive until it moves on.
 //!
+//! Slots and segment links are std `OnceLock`s (loom has none, and the core shim does not
+//! wrap one): each is set once by the single writer and read only after the `published` load
+//! that covers it, so they never contend; the loom model checks that handshake around them.
+//!
 //! Public only for the loom model in `tests/`; not part of the API.
 
 use std::collections::VecDeque;
