@@ -144,8 +144,8 @@ impl<T: Send + Sync + 'static> StoreBuilder<T> {
     }
 
     /// Removes events older than `age` (on the tokio clock). Expiry runs during appends (at
-    /// most once per 64 positions) and whenever [`Store::expire`] is called. `age` must be
-    /// above zero.
+    /// most once per 64 positions), whenever [`Store::expire`] is called, and periodically
+    /// once [`Store::expire_every`] started it. `age` must be above zero.
     ///
     /// ```
     /// use std::time::Duration;

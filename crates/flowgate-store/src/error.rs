@@ -71,6 +71,10 @@ pub enum StoreError {
         /// What is accepted.
         reason: &'static str,
     },
+    /// A call that starts a task was made outside a tokio runtime. Final for that call: make
+    /// it from inside a runtime (for example in an async fn under `#[tokio::main]`).
+    #[error("no tokio runtime is running: call this from inside one (for example in an async fn under #[tokio::main]); the task runs on that runtime")]
+    NoRuntime,
     /// A consumer group member index is not below the group size, or the size is zero. Final.
     #[error("invalid consumer group member {member} of {size}: the size must be at least 1 and the member below it")]
     InvalidGroupMember {

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 // Data, not synchronization: the store handle and records use std `Arc` whatever the cfg.
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use flowgate_core::sync::{Mutex, MutexGuard};
@@ -645,6 +646,58 @@ impl<T: Send + Sync + 'static> Store<T> {
     /// ```
     pub fn expire(&self) -> u64 {
         self.inner.sweep_expired()
+    }
+
+    /// Runs [`expire`](Self::expire) every `period` on the current tokio runtime, so that old
+    /// events go on time even when appends are rare. The task holds no strong reference: it
+    /// ends on its own once every handle to the store is dropped (or when the returned handle
+    /// is aborted).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidConfig`] for a zero `period`; [`StoreError::NoRuntime`] outside a
+    /// tokio runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::<u32>::builder().max_age(Duration::from_secs(60)).build()?;
+    /// let expiry = store.expire_every(Duration::from_secs(10))?;
+    /// store.append("s-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
+    /// tokio::time::sleep(Duration::from_secs(75)).await; // paused clock: no real wait
+    /// assert_eq!(store.stats().events, 0, "expired without another append");
+    /// drop(store);
+    /// expiry.await?; // the task ends with the store
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expire_every(
+        &self,
+        period: Duration,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        if period.is_zero() {
+            return Err(StoreError::InvalidConfig {
+                setting: "expire_every",
+                reason: "the period must be above zero",
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
+        let store = Arc::downgrade(&self.inner);
+        Ok(runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = store.upgrade() else {
+                    return;
+                };
+                inner.sweep_expired();
+            }
+        }))
     }
 
     /// A snapshot of the store's counters.

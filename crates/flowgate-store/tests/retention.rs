@@ -307,3 +307,56 @@ async fn a_category_subscription_starting_in_released_history_is_told() {
     assert_eq!(page.events.len(), 1);
     assert!(page.truncated >= 1, "the read must say events were removed");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_periodic_expiry_removes_old_events_without_appends_and_ends_with_the_store() {
+    let store = Store::<u64>::builder()
+        .max_age(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let expiry = store.expire_every(Duration::from_secs(5)).unwrap();
+    let mut sub = store.subscribe(Target::All).open().unwrap();
+    store.append("p-1", ExpectedVersion::Any, ev(0)).unwrap();
+    // On the paused clock, each poll's sleep advances virtual time only.
+    let removed = async {
+        while store.stats().truncated == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3_600), removed)
+        .await
+        .expect("the periodic expiry never ran");
+    assert_eq!(
+        within("the signal", sub.next()).await.unwrap().unwrap_err(),
+        StoreError::Truncated {
+            missed_from: 0,
+            resume_at: 1
+        }
+    );
+    drop(sub);
+    drop(store);
+    within("the expiry task to end", expiry).await.unwrap();
+}
+
+#[test]
+fn a_periodic_expiry_needs_a_runtime_and_a_period() {
+    let store = Store::<u64>::builder()
+        .max_age(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    assert_eq!(
+        store.expire_every(Duration::from_secs(1)).unwrap_err(),
+        StoreError::NoRuntime
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    assert!(matches!(
+        store.expire_every(Duration::ZERO),
+        Err(StoreError::InvalidConfig {
+            setting: "expire_every",
+            ..
+        })
+    ));
+}
