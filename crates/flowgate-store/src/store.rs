@@ -865,7 +865,8 @@ impl<T: Send + Sync + 'static> Inner<T> {
             }),
             category,
             state: Mutex::new(StreamState::new()),
-            last_appended: AtomicU64::new(self.all.published()),
+            // Evicted last: its creator is about to append to it.
+            last_appended: AtomicU64::new(u64::MAX),
             notifier: Notifier::new(),
         });
         streams.insert(name, Arc::clone(&created));

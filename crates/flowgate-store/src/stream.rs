@@ -78,8 +78,9 @@ pub(crate) struct Stream<T> {
     pub(crate) info: Arc<StreamInfo>,
     pub(crate) category: Arc<Category>,
     pub(crate) state: Mutex<StreamState<T>>,
-    /// Global position of the last append (or the head when created): the eviction order.
-    /// Written under `state`'s lock, read by eviction without it.
+    /// Global position of the last append (`u64::MAX` until the first, so that a stream being
+    /// created is not the one evicted): the eviction order. Written under `state`'s lock, read
+    /// by eviction without it.
     pub(crate) last_appended: AtomicU64,
     /// Wakes this stream's subscriptions; registration happens under `state`'s lock.
     pub(crate) notifier: Notifier,
