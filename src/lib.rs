@@ -25,6 +25,13 @@ pub mod bus {
 #[cfg(feature = "bus")]
 pub use flowgate_bus::Bus;
 
+/// The in-memory event store: streams, categories, global positions, optimistic concurrency,
+/// paged reads, subscriptions that never lag or skip, checkpoints and retention.
+#[cfg(feature = "store")]
+pub mod store {
+    pub use flowgate_store::*;
+}
+
 /// Guides: the guarantees in prose and how to tune each part. Their examples run as doctests.
 pub mod guide {
     /// The emitter: what `emit`, `emit_async`, unsubscribe and shutdown promise, and how to size
@@ -38,4 +45,10 @@ pub mod guide {
     #[cfg(feature = "bus")]
     #[doc = include_str!("../docs/bus.md")]
     pub mod bus {}
+
+    /// The event store: what appends, reads and subscriptions promise, retention, and how to
+    /// size subscription buffers.
+    #[cfg(feature = "store")]
+    #[doc = include_str!("../docs/store.md")]
+    pub mod store {}
 }

@@ -31,3 +31,4 @@
 
 pub mod bus;
 pub mod conformance;
+pub mod store;

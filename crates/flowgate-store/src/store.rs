@@ -1,0 +1,1019 @@
+//! The store: streams, the global log, category logs, appends, reads and retention.
+//!
+//! Invariant: global positions are handed out under the commit lock, in the order the events
+//! are written to the global log and to their category's log, and both logs are published
+//! before the lock is released; so positions are gapless, never reused, and every log is in
+//! position order. An appender takes its stream's lock first and the commit lock inside it,
+//! for the time of writing the slots only; readers take neither the commit lock nor any lock
+//! of another stream, so a read never blocks appends to other streams.
+//!
+//! Lock order (never taken the other way round): the stream map, then the category map, then
+//! the commit lock; the stream map, then one stream (eviction); one stream, then the commit
+//! lock (append).
+
+use std::collections::HashMap;
+use std::fmt;
+// Data, not synchronization: the store handle and records use std `Arc` whatever the cfg.
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use flowgate_core::sync::{Mutex, MutexGuard};
+use flowgate_core::{stable_hash, Event};
+
+use crate::builder::{Config, StoreBuilder, StreamLimit, DEFAULT_SUBSCRIPTION_BUFFER};
+use crate::hasher::SeededState;
+use crate::log::{Cursor, Log, LogWriter, Pair, Read, SEGMENT_LEN};
+use crate::name;
+use crate::notify::{handshake_fence, Notifier};
+use crate::read::{empty_page, read_forward, read_log, Resolved};
+use crate::record::{Appended, ExpectedVersion, Page, Record, Recorded, StreamInfo};
+use crate::stats::StoreStats;
+use crate::stream::{AllLog, Category, Entry, Stream, StreamState};
+use crate::subscription::{SubscribeBuilder, Target};
+use crate::StoreError;
+
+type Map<V> = HashMap<Arc<str>, V, SeededState>;
+
+/// What the commit lock guards: the writers of the global log and of every category log.
+#[derive(Debug)]
+struct Commit<T> {
+    all: LogWriter<OnceLock<Entry<T>>>,
+    categories: Vec<LogWriter<Pair>>,
+}
+
+/// Statistics counters; `Relaxed`, read without ordering.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) truncated: AtomicU64,
+    pub(crate) evicted_streams: AtomicU64,
+    pub(crate) rejected_streams: AtomicU64,
+    pub(crate) version_conflicts: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) subscriptions: AtomicUsize,
+}
+
+pub(crate) struct Inner<T> {
+    pub(crate) config: Config<T>,
+    streams: Mutex<Map<Arc<Stream<T>>>>,
+    categories: Mutex<Map<Arc<Category>>>,
+    commit: Mutex<Commit<T>>,
+    /// Every event, indexed by global position.
+    pub(crate) all: AllLog<T>,
+    /// Wakes subscriptions to all events, and stream subscriptions waiting for their stream to
+    /// be created.
+    pub(crate) all_notifier: Notifier,
+    pub(crate) counters: Counters,
+    /// Held (set) by the one thread running an age sweep.
+    sweeping: AtomicBool,
+    /// Global positions below this were already checked by the age sweep.
+    swept_to: AtomicU64,
+}
+
+impl<T> fmt::Debug for Inner<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .field("head_position", &self.all.published())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An in-memory event store: streams of events with per-stream versions and global positions,
+/// optimistic concurrency, paged reads, subscriptions, retention.
+///
+/// Cloning a `Store` gives another handle to the same store.
+///
+/// ```
+/// use flowgate::store::{ExpectedVersion, Store};
+/// use flowgate::Event;
+///
+/// let store = Store::<i64>::new();
+/// let opened = store.append("account-1", ExpectedVersion::NoStream, Event::new("opened", 0)?)?;
+/// store.append("account-1", ExpectedVersion::Exact(opened.last_version), Event::new("deposited", 50)?)?;
+/// store.append("account-2", ExpectedVersion::NoStream, Event::new("opened", 0)?)?;
+///
+/// let account_1 = store.read_stream_forward("account-1", 0, 100)?;
+/// assert_eq!(account_1.events.len(), 2);
+/// let accounts = store.read_category("account", 0, 100)?;
+/// assert_eq!(accounts.events.len(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Store<T> {
+    pub(crate) inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Store<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Store<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.inner, f)
+    }
+}
+
+impl<T: Send + Sync + 'static> Default for Store<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How many positions pass between two automatic age sweeps.
+const SWEEP_EVERY: u64 = 64;
+
+impl<T: Send + Sync + 'static> Store<T> {
+    /// A store without retention: it keeps every event.
+    ///
+    /// ```
+    /// use flowgate::store::Store;
+    /// let store = Store::<u32>::new();
+    /// assert_eq!(store.head_position(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Self::with_config(Config {
+            max_events_per_stream: None,
+            max_age: None,
+            max_streams: None,
+            size_of: None,
+            subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
+        })
+    }
+
+    /// A builder for a store with retention or payload sizing.
+    ///
+    /// ```
+    /// use flowgate::store::Store;
+    /// let store = Store::<u32>::builder().max_events_per_stream(100).build()?;
+    /// # drop(store);
+    /// # Ok::<(), flowgate::store::StoreError>(())
+    /// ```
+    pub fn builder() -> StoreBuilder<T> {
+        StoreBuilder::new(Self::new().inner.config.clone())
+    }
+
+    pub(crate) fn with_config(config: Config<T>) -> Self {
+        let seed = SeededState::random();
+        let (all, writer) = Log::new();
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                streams: Mutex::new(HashMap::with_hasher(seed)),
+                categories: Mutex::new(HashMap::with_hasher(seed)),
+                commit: Mutex::new(Commit {
+                    all: writer,
+                    categories: Vec::new(),
+                }),
+                all,
+                all_notifier: Notifier::new(),
+                counters: Counters::default(),
+                sweeping: AtomicBool::new(false),
+                swept_to: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Appends one event to `stream` if its version is as `expected`.
+    ///
+    /// Creates the stream on its first event. The event gets the stream's next version and the
+    /// next global position.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::WrongExpectedVersion`] (retryable) with the stream's actual version when
+    ///   it does not match `expected`; nothing was appended.
+    /// - [`StoreError::InvalidStreamName`] when `stream` is not `category-id`.
+    /// - [`StoreError::StreamLimitReached`] when a new stream would pass `max_streams` under
+    ///   [`StreamLimit::Reject`].
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store, StoreError};
+    /// use flowgate::Event;
+    ///
+    /// let store = Store::<u32>::new();
+    /// let first = store.append("order-9", ExpectedVersion::NoStream, Event::new("placed", 1)?)?;
+    /// assert_eq!((first.last_version, first.last_position), (0, 0));
+    /// let stale = store.append("order-9", ExpectedVersion::NoStream, Event::new("placed", 1)?);
+    /// let Err(StoreError::WrongExpectedVersion { actual, .. }) = stale else { panic!() };
+    /// assert_eq!(actual, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        event: Event<T>,
+    ) -> Result<Appended, StoreError> {
+        self.append_iter(stream, expected, std::iter::once(event), 1)
+    }
+
+    /// Appends `events` to `stream`, all or none, if its version is as `expected`. The events
+    /// get consecutive versions and consecutive global positions; no event of another append
+    /// lands between them.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append), and [`StoreError::EmptyAppend`] when `events` is empty.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    ///
+    /// let store = Store::<u32>::new();
+    /// let batch = vec![Event::new("a", 1)?, Event::new("b", 2)?];
+    /// let appended = store.append_batch("job-1", ExpectedVersion::Any, batch)?;
+    /// assert_eq!(appended.last_version, 1);
+    /// assert!(store.append_batch("job-1", ExpectedVersion::Any, Vec::new()).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_batch(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: impl IntoIterator<Item = Event<T>>,
+    ) -> Result<Appended, StoreError> {
+        let events: Vec<Event<T>> = events.into_iter().collect();
+        let count = events.len();
+        self.append_iter(stream, expected, events.into_iter(), count)
+    }
+
+    fn append_iter(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: impl Iterator<Item = Event<T>>,
+        count: usize,
+    ) -> Result<Appended, StoreError> {
+        let category_len = name::parse(stream)?;
+        if count == 0 {
+            return Err(StoreError::EmptyAppend {
+                stream: stream.to_owned(),
+            });
+        }
+        loop {
+            let target = self
+                .inner
+                .stream_for_append(stream, category_len, expected)?;
+            let state = target.state.lock();
+            // Evicted between the lookup and the lock: look it up (or create it) again.
+            if state.evicted {
+                continue;
+            }
+            return self.append_locked(&target, state, expected, events, count);
+        }
+    }
+
+    /// The append itself, under the stream's lock.
+    fn append_locked(
+        &self,
+        target: &Stream<T>,
+        mut state: MutexGuard<'_, StreamState<T>>,
+        expected: ExpectedVersion,
+        mut events: impl Iterator<Item = Event<T>>,
+        count: usize,
+    ) -> Result<Appended, StoreError> {
+        let inner = &*self.inner;
+        let actual = state.version();
+        if !expected.matches(actual) {
+            inner
+                .counters
+                .version_conflicts
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::WrongExpectedVersion {
+                stream: target.info.name.to_string(),
+                expected,
+                actual,
+            });
+        }
+        let first_version = state.next_version;
+        let mut bytes = 0;
+        let first_position;
+        let last_position;
+        {
+            let mut commit = inner.commit.lock();
+            let appended_at = inner.config.max_age.map(|_| tokio::time::Instant::now());
+            first_position = commit.all.written();
+            let category = &target.category;
+            let category_first = commit
+                .categories
+                .get(category.writer)
+                .map_or(0, LogWriter::written);
+            for version in first_version..first_version + count as u64 {
+                let Some(event) = events.next() else { break };
+                let size = inner
+                    .config
+                    .size_of
+                    .as_ref()
+                    .map_or(0, |size_of| size_of(event.payload()) as u64);
+                bytes += size;
+                let position = commit.all.written();
+                let record = Arc::new(Record {
+                    event,
+                    stream: Arc::clone(&target.info),
+                    version,
+                    position,
+                    appended_at,
+                    size,
+                });
+                let id_hash = target.info.id_hash;
+                commit.all.push(
+                    &inner.all,
+                    Entry {
+                        record: Arc::downgrade(&record),
+                        id_hash,
+                    },
+                );
+                if let Some(writer) = commit.categories.get_mut(category.writer) {
+                    writer.push(&category.log, (position, id_hash));
+                }
+                state.events.push_back(Recorded { inner: record });
+            }
+            last_position = commit.all.written() - 1;
+            // The global log first: a reader that sees a category entry must find its
+            // position published in the global log.
+            commit.all.publish(&inner.all);
+            if let Some(writer) = commit.categories.get(category.writer) {
+                writer.publish(&category.log);
+            }
+            inner.trim_fronts(&commit, category, first_position, category_first);
+        }
+        state.next_version = first_version + (last_position - first_position) + 1;
+        if bytes > 0 {
+            inner.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some(max) = inner.config.max_events_per_stream {
+            while state.events.len() > max {
+                if let Some(size) = state.pop_front() {
+                    inner.removed(1, size);
+                }
+            }
+        }
+        // Relaxed: an eviction order hint, read under the stream map's lock.
+        target.last_appended.store(last_position, Ordering::Relaxed);
+        let last_version = state.next_version - 1;
+        drop(state);
+        // One handshake fence for the three notifiers (see `notify.rs`).
+        handshake_fence();
+        target.notifier.notify_fenced();
+        target.category.notifier.notify_fenced();
+        inner.all_notifier.notify_fenced();
+        if inner.config.max_age.is_some()
+            && first_position / SWEEP_EVERY != (last_position + 1) / SWEEP_EVERY
+        {
+            inner.sweep_expired();
+        }
+        Ok(Appended {
+            first_version,
+            last_version,
+            first_position,
+            last_position,
+        })
+    }
+
+    /// The version of the stream's last event; `None` when the stream does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidStreamName`] when `stream` is not `category-id`.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// assert_eq!(store.stream_version("x-1")?, None);
+    /// store.append("x-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
+    /// assert_eq!(store.stream_version("x-1")?, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        name::parse(stream)?;
+        Ok(self
+            .inner
+            .lookup(stream)
+            .and_then(|s| s.state.lock().version()))
+    }
+
+    /// The next global position: how many events were ever appended.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// store.append("x-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
+    /// assert_eq!(store.head_position(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn head_position(&self) -> u64 {
+        self.inner.all.published()
+    }
+
+    /// Reads up to `max_count` events of `stream` with versions from `from_version` up.
+    ///
+    /// A stream that does not exist reads as empty. Events removed by retention are skipped and
+    /// counted in [`Page::truncated`]. Takes only this stream's lock, for the copy of at most
+    /// `max_count` handles.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidStreamName`] when `stream` is not `category-id`.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// for i in 0..3 {
+    ///     store.append("x-1", ExpectedVersion::Any, Event::new("e", i)?)?;
+    /// }
+    /// let page = store.read_stream_forward("x-1", 1, 10)?;
+    /// assert_eq!(page.events.iter().map(|e| e.version()).collect::<Vec<_>>(), [1, 2]);
+    /// assert!(page.is_end);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_stream_forward(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Page<T>, StoreError> {
+        name::parse(stream)?;
+        let Some(target) = self.inner.lookup(stream) else {
+            return Ok(empty_page(from_version));
+        };
+        let state = target.state.lock();
+        Ok(read_forward(&state, from_version, max_count))
+    }
+
+    /// Reads up to `max_count` events of `stream` backward, from `from_version` (inclusive;
+    /// `u64::MAX` for the last event) down.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidStreamName`] when `stream` is not `category-id`.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// for i in 0..5 {
+    ///     store.append("x-1", ExpectedVersion::Any, Event::new("e", i)?)?;
+    /// }
+    /// let page = store.read_stream_backward("x-1", u64::MAX, 2)?;
+    /// assert_eq!(page.events.iter().map(|e| e.version()).collect::<Vec<_>>(), [4, 3]);
+    /// assert_eq!((page.next, page.is_end), (2, false));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_stream_backward(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Page<T>, StoreError> {
+        name::parse(stream)?;
+        let Some(target) = self.inner.lookup(stream) else {
+            return Ok(empty_page(0));
+        };
+        let state = target.state.lock();
+        let Some(last) = state.version() else {
+            return Ok(empty_page(0));
+        };
+        let top = from_version.min(last);
+        if top < state.first_version || max_count == 0 {
+            return Ok(Page {
+                events: Vec::new(),
+                next: top,
+                is_end: top < state.first_version,
+                truncated: if top < state.first_version {
+                    top + 1
+                } else {
+                    0
+                },
+            });
+        }
+        let offset = (top - state.first_version) as usize;
+        let events: Vec<Recorded<T>> = state
+            .events
+            .range(..=offset)
+            .rev()
+            .take(max_count)
+            .cloned()
+            .collect();
+        let lowest = top + 1 - events.len() as u64;
+        let is_end = lowest == state.first_version;
+        Ok(Page {
+            events,
+            next: lowest.saturating_sub(1),
+            is_end,
+            truncated: if is_end { state.first_version } else { 0 },
+        })
+    }
+
+    /// Reads up to `max_count` events of every stream of `category`, from global position
+    /// `from_position` up, in global order.
+    ///
+    /// Pass [`Page::next`] to read the following page. Reads the logs without locks, except
+    /// a log's segment directory for the time of one lookup (appenders take it once per
+    /// 128 positions, to add a segment).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidCategory`] when `category` is not a valid category name.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// store.append("order-1", ExpectedVersion::Any, Event::new("placed", 1)?)?;
+    /// store.append("user-1", ExpectedVersion::Any, Event::new("joined", 2)?)?;
+    /// store.append("order-2", ExpectedVersion::Any, Event::new("placed", 3)?)?;
+    /// let page = store.read_category("order", 0, 10)?;
+    /// assert_eq!(page.events.iter().map(|e| e.position()).collect::<Vec<_>>(), [0, 2]);
+    /// assert_eq!(page.next, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_category(
+        &self,
+        category: &str,
+        from_position: u64,
+        max_count: usize,
+    ) -> Result<Page<T>, StoreError> {
+        name::parse_category(category)?;
+        let Some(category) = self.inner.categories.lock().get(category).cloned() else {
+            return Ok(empty_page(from_position));
+        };
+        let start = category
+            .log
+            .partition_point(0, |&(position, _)| position >= from_position);
+        let dropped = category.removed_before(from_position);
+        let mut cursor = Cursor::new(start);
+        let mut finder = Cursor::new(from_position);
+        let all = &self.inner.all;
+        let mut page = read_log(
+            &category.log,
+            &mut cursor,
+            from_position,
+            max_count,
+            |_, &(position, _)| Resolved {
+                position,
+                record: finder.lookup(all, position, Entry::upgrade).ok().flatten(),
+            },
+        );
+        if let Some(dropped_through) = dropped {
+            // Released slots no longer say how many there were: at least one.
+            page.truncated += 1;
+            page.next = page.next.max(dropped_through);
+        }
+        Ok(page)
+    }
+
+    /// Reads up to `max_count` events of the whole store from global position `from_position`
+    /// up, in global order.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for backends that can fail.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// for i in 0..5 {
+    ///     store.append(&format!("s-{i}"), ExpectedVersion::Any, Event::new("e", i)?)?;
+    /// }
+    /// let first = store.read_all(0, 3)?;
+    /// let second = store.read_all(first.next, 3)?;
+    /// assert_eq!(first.events.len() + second.events.len(), 5);
+    /// assert!(second.is_end);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_all(&self, from_position: u64, max_count: usize) -> Result<Page<T>, StoreError> {
+        let mut cursor = Cursor::new(from_position);
+        Ok(read_log(
+            &self.inner.all,
+            &mut cursor,
+            from_position,
+            max_count,
+            |position, entry| Resolved {
+                position,
+                record: entry.upgrade(),
+            },
+        ))
+    }
+
+    /// Starts building a subscription to `target`.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Start, Store, Target};
+    /// use flowgate::Event;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::<u32>::new();
+    /// store.append("order-1", ExpectedVersion::Any, Event::new("placed", 1)?)?;
+    /// let mut orders = store.subscribe(Target::category("order")).start(Start::Beginning).open()?;
+    /// store.append("order-2", ExpectedVersion::Any, Event::new("placed", 2)?)?;
+    /// let first = orders.next().await.unwrap()?; // from history
+    /// let second = orders.next().await.unwrap()?; // live
+    /// assert_eq!((first.position(), second.position()), (0, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe(&self, target: Target) -> SubscribeBuilder<'_, T> {
+        SubscribeBuilder::new(self, target)
+    }
+
+    /// Removes every event older than the store's `max_age` now; returns how many. Does
+    /// nothing (returns 0) without a `max_age`. Appends call it on their own every 64
+    /// positions; call it when appends are rare and memory must be given back on time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::<u32>::builder().max_age(Duration::from_secs(60)).build()?;
+    /// store.append("s-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
+    /// tokio::time::advance(Duration::from_secs(61)).await;
+    /// assert_eq!(store.expire(), 1);
+    /// assert!(store.read_all(0, 10)?.events.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expire(&self) -> u64 {
+        self.inner.sweep_expired()
+    }
+
+    /// Runs [`expire`](Self::expire) every `period` on the current tokio runtime, so that old
+    /// events go on time even when appends are rare. The task holds no strong reference: it
+    /// ends on its own once every handle to the store is dropped (or when the returned handle
+    /// is aborted).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidConfig`] for a zero `period`; [`StoreError::NoRuntime`] outside a
+    /// tokio runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::<u32>::builder().max_age(Duration::from_secs(60)).build()?;
+    /// let expiry = store.expire_every(Duration::from_secs(10))?;
+    /// store.append("s-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
+    /// tokio::time::sleep(Duration::from_secs(75)).await; // paused clock: no real wait
+    /// assert_eq!(store.stats().events, 0, "expired without another append");
+    /// drop(store);
+    /// expiry.await?; // the task ends with the store
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expire_every(
+        &self,
+        period: Duration,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        if period.is_zero() {
+            return Err(StoreError::InvalidConfig {
+                setting: "expire_every",
+                reason: "the period must be above zero",
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
+        let store = Arc::downgrade(&self.inner);
+        Ok(runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = store.upgrade() else {
+                    return;
+                };
+                inner.sweep_expired();
+            }
+        }))
+    }
+
+    /// A snapshot of the store's counters.
+    ///
+    /// ```
+    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::Event;
+    /// let store = Store::<u32>::new();
+    /// store.append("s-1", ExpectedVersion::Any, Event::new("e", 1)?)?;
+    /// let _ = store.append("s-1", ExpectedVersion::NoStream, Event::new("e", 1)?);
+    /// let stats = store.stats();
+    /// assert_eq!((stats.streams, stats.events, stats.appended), (1, 1, 1));
+    /// assert_eq!(stats.version_conflicts, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> StoreStats {
+        let inner = &*self.inner;
+        let counters = &inner.counters;
+        let appended = inner.all.published();
+        let truncated = counters.truncated.load(Ordering::Relaxed);
+        StoreStats {
+            streams: inner.streams.lock().len(),
+            categories: inner.categories.lock().len(),
+            appended,
+            events: appended.saturating_sub(truncated),
+            bytes: inner
+                .config
+                .size_of
+                .as_ref()
+                .map(|_| counters.bytes.load(Ordering::Relaxed)),
+            subscriptions: counters.subscriptions.load(Ordering::Relaxed),
+            truncated,
+            evicted_streams: counters.evicted_streams.load(Ordering::Relaxed),
+            rejected_streams: counters.rejected_streams.load(Ordering::Relaxed),
+            version_conflicts: counters.version_conflicts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Inner<T> {
+    pub(crate) fn lookup(&self, stream: &str) -> Option<Arc<Stream<T>>> {
+        self.streams.lock().get(stream).cloned()
+    }
+
+    /// The category, created if needed (with its writer in the commit state).
+    pub(crate) fn category(&self, category: &str) -> Arc<Category> {
+        let mut categories = self.categories.lock();
+        if let Some(found) = categories.get(category) {
+            return Arc::clone(found);
+        }
+        let name: Arc<str> = Arc::from(category);
+        let (log, writer) = Log::new();
+        let mut commit = self.commit.lock();
+        let created = Arc::new(Category {
+            name: Arc::clone(&name),
+            writer: commit.categories.len(),
+            log,
+            notifier: Notifier::new(),
+            dropped_through: AtomicU64::new(0),
+        });
+        commit.categories.push(writer);
+        drop(commit);
+        categories.insert(name, Arc::clone(&created));
+        created
+    }
+
+    /// After an append that opened a segment in the global log or in `category`'s log, drops
+    /// front segments whose events are all gone (under the commit lock).
+    fn trim_fronts(
+        &self,
+        commit: &Commit<T>,
+        category: &Category,
+        first_position: u64,
+        category_first: u64,
+    ) {
+        if first_position / SEGMENT_LEN != commit.all.written() / SEGMENT_LEN {
+            commit
+                .all
+                .trim(&self.all, |_, entry| entry.is_dead(), |_| {});
+        }
+        if let Some(writer) = commit.categories.get(category.writer) {
+            if category_first / SEGMENT_LEN != writer.written() / SEGMENT_LEN {
+                let front = self.all.front();
+                let mut finder = Cursor::new(0);
+                writer.trim(
+                    &category.log,
+                    |_, &(position, _)| {
+                        position < front
+                            || finder
+                                .lookup(&self.all, position, Entry::is_dead)
+                                .unwrap_or(true)
+                    },
+                    |&(position, _)| {
+                        // Release: pairs with the Acquire loads of readers that start a
+                        // cursor in front of the dropped entries.
+                        category
+                            .dropped_through
+                            .fetch_max(position + 1, Ordering::Release);
+                    },
+                );
+            }
+        }
+    }
+
+    /// The stream to append to: found, or created when `expected` allows a new stream.
+    fn stream_for_append(
+        &self,
+        stream: &str,
+        category_len: usize,
+        expected: ExpectedVersion,
+    ) -> Result<Arc<Stream<T>>, StoreError> {
+        let mut streams = self.streams.lock();
+        if let Some(found) = streams.get(stream) {
+            return Ok(Arc::clone(found));
+        }
+        if matches!(
+            expected,
+            ExpectedVersion::StreamExists | ExpectedVersion::Exact(_)
+        ) {
+            self.counters
+                .version_conflicts
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::WrongExpectedVersion {
+                stream: stream.to_owned(),
+                expected,
+                actual: None,
+            });
+        }
+        let mut evicted = Vec::new();
+        if let Some((limit, policy)) = self.config.max_streams {
+            while streams.len() >= limit {
+                match policy {
+                    StreamLimit::Reject => {
+                        self.counters
+                            .rejected_streams
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(StoreError::StreamLimitReached {
+                            stream: stream.to_owned(),
+                            limit,
+                        });
+                    }
+                    StreamLimit::EvictLeastRecent => {
+                        let Some(victim) = streams
+                            .values()
+                            .min_by_key(|s| s.last_appended.load(Ordering::Relaxed))
+                            .map(|s| Arc::clone(&s.info.name))
+                        else {
+                            break;
+                        };
+                        if let Some(gone) = streams.remove(&victim) {
+                            self.evict(&gone);
+                            evicted.push(gone);
+                        }
+                    }
+                }
+            }
+        }
+        let name: Arc<str> = Arc::from(stream);
+        let category = self.category(&stream[..category_len]);
+        let created = Arc::new(Stream {
+            info: Arc::new(StreamInfo {
+                name: Arc::clone(&name),
+                category_len,
+                id_hash: stable_hash(&stream[category_len + 1..]),
+            }),
+            category,
+            state: Mutex::new(StreamState::new()),
+            // Evicted last: its creator is about to append to it.
+            last_appended: AtomicU64::new(u64::MAX),
+            notifier: Notifier::new(),
+        });
+        streams.insert(name, Arc::clone(&created));
+        drop(streams);
+        // Woken outside the map's lock: a woken subscription looks streams up.
+        for gone in evicted {
+            gone.notifier.notify();
+        }
+        Ok(created)
+    }
+
+    /// Empties an evicted stream (already out of the map); the caller wakes its subscribers.
+    fn evict(&self, stream: &Stream<T>) {
+        let mut state = stream.state.lock();
+        state.evicted = true;
+        while let Some(size) = state.pop_front() {
+            self.removed(1, size);
+        }
+        drop(state);
+        self.counters
+            .evicted_streams
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts events removed by retention.
+    fn removed(&self, events: u64, bytes: u64) {
+        self.counters.truncated.fetch_add(events, Ordering::Relaxed);
+        if bytes > 0 {
+            self.counters.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes events older than `max_age`, walking the global log from where the last sweep
+    /// stopped; one sweeper at a time (others return 0 at once).
+    fn sweep_expired(&self) -> u64 {
+        let Some(max_age) = self.config.max_age else {
+            return 0;
+        };
+        // Acquire: pairs with the previous sweeper's Release store of `false` below, so this
+        // sweeper sees the `swept_to` it left.
+        if self
+            .sweeping
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return 0;
+        }
+        let now = tokio::time::Instant::now();
+        let expired = |record: &Record<T>| {
+            record
+                .appended_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= max_age)
+        };
+        let mut removed = 0;
+        let mut cursor = Cursor::new(self.swept_to.load(Ordering::Relaxed));
+        loop {
+            let mut stop = false;
+            let mut to_trim: Vec<Recorded<T>> = Vec::new();
+            let read = cursor.read(&self.all, 256, |_, entry| match entry.upgrade() {
+                None => true,
+                Some(recorded) if expired(&recorded.inner) => {
+                    to_trim.push(recorded);
+                    true
+                }
+                Some(_) => {
+                    stop = true;
+                    false
+                }
+            });
+            for recorded in to_trim {
+                let Some(stream) = self.lookup(recorded.stream()) else {
+                    continue;
+                };
+                let mut state = stream.state.lock();
+                while state.events.front().is_some_and(|r| expired(&r.inner)) {
+                    if let Some(size) = state.pop_front() {
+                        self.removed(1, size);
+                        removed += 1;
+                    }
+                }
+            }
+            if stop || read == Read::Entries(0) {
+                break;
+            }
+        }
+        // Relaxed: only sweepers read it, ordered by the Release store that follows.
+        self.swept_to.store(cursor.index(), Ordering::Relaxed);
+        self.sweeping.store(false, Ordering::Release);
+        removed
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn ev(i: u64) -> Event<u64> {
+        Event::new("e", i).unwrap()
+    }
+
+    /// A stream read holds that stream's lock while it copies. With stream A's lock held (as
+    /// by a read in progress), appends to other streams, all-events and category reads and
+    /// subscriptions still complete: none of them needs A's lock.
+    #[test]
+    fn a_read_holding_one_stream_blocks_no_other_stream() {
+        let store = Store::<u64>::new();
+        store.append("a-1", ExpectedVersion::Any, ev(0)).unwrap();
+        let held = store.inner.lookup("a-1").unwrap();
+        let guard = held.state.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let other = store.clone();
+        let worker = std::thread::spawn(move || {
+            for i in 0..100 {
+                other.append("b-1", ExpectedVersion::Any, ev(i)).unwrap();
+                other.append("a-2", ExpectedVersion::Any, ev(i)).unwrap();
+            }
+            let all = other.read_all(0, 1_000).unwrap().events.len();
+            let category = other.read_category("a", 0, 1_000).unwrap().events.len();
+            done.send((all, category)).unwrap();
+        });
+        let outcome = finished.recv_timeout(std::time::Duration::from_secs(10));
+        drop(guard);
+        worker.join().unwrap();
+        assert_eq!(
+            outcome.expect("appends to other streams waited for a-1's lock"),
+            (201, 101)
+        );
+    }
+
+    #[test]
+    fn dead_front_segments_of_the_logs_are_released() {
+        let store = Store::<u64>::builder()
+            .max_events_per_stream(10)
+            .build()
+            .unwrap();
+        for i in 0..5_000 {
+            store.append("big-1", ExpectedVersion::Any, ev(i)).unwrap();
+        }
+        let inner = &store.inner;
+        let held = |front: u64| 5_000 - front;
+        assert!(
+            held(inner.all.front()) <= 2 * SEGMENT_LEN,
+            "global log still holds {} slots",
+            held(inner.all.front())
+        );
+        let category = inner.category("big");
+        assert!(held(category.log.front()) <= 2 * SEGMENT_LEN);
+        assert_eq!(store.read_all(0, 100).unwrap().events.len(), 10);
+    }
+}
