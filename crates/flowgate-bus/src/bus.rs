@@ -24,7 +24,8 @@ trait AnyTopic: Send + Sync {
     fn payload_type(&self) -> TypeId;
     fn as_any(&self) -> &dyn Any;
     fn stats(&self) -> TopicStats;
-    fn shutdown_at(
+    fn close(&self);
+    fn drain_until(
         &self,
         deadline: Instant,
     ) -> Pin<Box<dyn Future<Output = ErasedReport> + Send + '_>>;
@@ -43,12 +44,16 @@ impl<T: Send + Sync + 'static> AnyTopic for Topic<T> {
         Topic::stats(self)
     }
 
-    fn shutdown_at(
+    fn close(&self) {
+        Topic::close(self);
+    }
+
+    fn drain_until(
         &self,
         deadline: Instant,
     ) -> Pin<Box<dyn Future<Output = ErasedReport> + Send + '_>> {
         Box::pin(async move {
-            let report = Topic::shutdown_at(self, deadline).await;
+            let report = Topic::drain_until(self, deadline).await;
             ErasedReport {
                 topic: self.name().to_owned(),
                 not_delivered: report.not_delivered,
@@ -268,15 +273,23 @@ impl Bus {
     /// # }
     /// ```
     pub async fn shutdown(&self, deadline: Duration) -> BusReport {
-        let deadline = Instant::now() + deadline;
+        // A deadline too far to add to the clock (`Duration::MAX`) waits as long as it takes.
+        let far = Duration::from_secs(60 * 60 * 24 * 365 * 30);
+        let now = Instant::now();
+        let deadline = now.checked_add(deadline).unwrap_or(now + far);
         let topics: Vec<_> = {
             let mut topics = self.inner.topics.lock();
             topics.closed = true;
             topics.by_name.values().cloned().collect()
         };
+        // Every topic stops accepting before any drains, so none keeps taking publishes while
+        // another uses up the deadline.
+        for topic in &topics {
+            topic.close();
+        }
         let mut reports = Vec::with_capacity(topics.len());
         for topic in &topics {
-            reports.push(topic.shutdown_at(deadline).await);
+            reports.push(topic.drain_until(deadline).await);
         }
         reports.sort_by(|a, b| a.topic.cmp(&b.topic));
         BusReport { topics: reports }

@@ -20,10 +20,12 @@
 //!
 //! [`Event::idempotency_fingerprint`]: flowgate_core::Event::idempotency_fingerprint
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use flowgate_core::sync::atomic::{AtomicUsize, Ordering};
 use flowgate_core::sync::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// An idempotency key's fingerprint.
@@ -51,6 +53,7 @@ impl Hasher for FingerprintHasher {
 }
 
 type Keys = HashMap<Fingerprint, Instant, BuildHasherDefault<FingerprintHasher>>;
+type Running = HashSet<Fingerprint, BuildHasherDefault<FingerprintHasher>>;
 
 use crate::config::DedupeWindowConfig;
 
@@ -64,6 +67,8 @@ pub struct DedupeWindow {
     order: VecDeque<(Fingerprint, Instant)>,
     /// Keys forgotten before `max_age` because the window was full.
     evicted: u64,
+    /// Keys being delivered now (subscriber side): at most one delivery of a key at a time.
+    running: Running,
 }
 
 impl DedupeWindow {
@@ -74,17 +79,31 @@ impl DedupeWindow {
             keys: Keys::default(),
             order: VecDeque::new(),
             evicted: 0,
+            running: Running::default(),
+        }
+    }
+
+    /// Removes the front of `order`, and its key from `keys` unless the entry is stale (the
+    /// key was forgotten, or remembered again later). Returns whether a live key went.
+    fn pop_front(&mut self) -> bool {
+        let Some((key, at)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.keys.get(&key) == Some(&at) {
+            self.keys.remove(&key);
+            true
+        } else {
+            false
         }
     }
 
     /// Forgets the keys older than `max_age` at `now`.
     fn expire(&mut self, now: Instant) {
-        while let Some((key, at)) = self.order.front() {
+        while let Some((_, at)) = self.order.front() {
             if now.saturating_duration_since(*at) < self.config.max_age {
                 break;
             }
-            self.keys.remove(key);
-            self.order.pop_front();
+            self.pop_front();
         }
     }
 
@@ -101,13 +120,17 @@ impl DedupeWindow {
             return;
         }
         while self.order.len() >= self.config.max_keys {
-            if let Some((old, _)) = self.order.pop_front() {
-                self.keys.remove(&old);
+            if self.pop_front() {
                 self.evicted += 1;
             }
         }
         self.keys.insert(key, now);
         self.order.push_back((key, now));
+    }
+
+    /// Forgets `key` (its entry in `order` goes stale and is skipped when it comes up).
+    pub fn forget(&mut self, key: Fingerprint) {
+        self.keys.remove(&key);
     }
 
     /// Keys remembered now.
@@ -124,6 +147,26 @@ impl DedupeWindow {
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
+}
+
+/// Uncounts a waiter when its wait ends or is cancelled.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What [`Dedupe::begin`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Nobody handled the key `Ok` and nobody runs it: the caller runs it (and must `end` it).
+    Run,
+    /// The key was handled `Ok` within the window: do not run it.
+    Done,
+    /// Another delivery of the key is running: wait for it to end, then ask again.
+    Busy,
 }
 
 /// What [`Dedupe::admit`] did.
@@ -148,6 +191,12 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub struct Dedupe {
     shards: Box<[Mutex<DedupeWindow>]>,
+    /// Wakes deliveries that found their key `Busy` when a delivery of a key ends.
+    ended: Notify,
+    /// Deliveries waiting on `ended`. Relaxed suffices: a waiter counts itself before it takes
+    /// the shard lock to check, and `end` reads the count after releasing that lock, so either
+    /// `end` sees the count or the waiter sees the key no longer running.
+    waiting: AtomicUsize,
 }
 
 impl Dedupe {
@@ -159,6 +208,8 @@ impl Dedupe {
             shards: (0..shards)
                 .map(|_| Mutex::new(DedupeWindow::new(per_shard)))
                 .collect(),
+            ended: Notify::new(),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -192,6 +243,54 @@ impl Dedupe {
     /// Remembers `key` from `now`.
     pub fn insert(&self, key: Fingerprint, now: Instant) {
         self.shard(key).lock().insert(key, now);
+    }
+
+    /// Forgets `key` (an event handed back undelivered may be published again).
+    pub fn forget(&self, key: Fingerprint) {
+        self.shard(key).lock().forget(key);
+    }
+
+    /// Subscriber side: claims `key` for one delivery, unless it was handled `Ok` within the
+    /// window or another delivery of it runs. A `Run` must be followed by [`end`](Self::end).
+    pub fn begin(&self, key: Fingerprint, now: Instant) -> Begin {
+        let mut window = self.shard(key).lock();
+        if window.contains(key, now) {
+            Begin::Done
+        } else if window.running.insert(key) {
+            Begin::Run
+        } else {
+            Begin::Busy
+        }
+    }
+
+    /// Ends the delivery `begin` let run: remembers the key from `ok_at` if it was handled
+    /// `Ok`, and wakes deliveries waiting for it.
+    pub fn end(&self, key: Fingerprint, ok_at: Option<Instant>) {
+        {
+            let mut window = self.shard(key).lock();
+            window.running.remove(&key);
+            if let Some(at) = ok_at {
+                window.insert(key, at);
+            }
+        }
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.ended.notify_waiters();
+        }
+    }
+
+    /// Waits until `begin(key)` is not `Busy`, and returns what it is then.
+    pub async fn begin_when_free(&self, key: Fingerprint, now: Instant) -> Begin {
+        loop {
+            let mut ended = std::pin::pin!(self.ended.notified());
+            ended.as_mut().enable();
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            let _counted = Waiting(&self.waiting);
+            let begin = self.begin(key, now);
+            if begin != Begin::Busy {
+                return begin;
+            }
+            ended.await;
+        }
     }
 
     /// `(keys remembered, keys evicted early)`.

@@ -13,13 +13,16 @@ use std::pin::pin;
 
 use std::sync::Arc;
 
+use flowgate_core::sync::atomic::{AtomicBool, Ordering};
 use flowgate_core::sync::Mutex;
 use flowgate_core::{invoke, BoxHandler, DeadLetter, DeadLetterSink, Event, RetryPolicy};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
 
 use crate::config::DeliveryMode;
-use crate::dedupe::Dedupe;
+use crate::dedupe::{Begin, Dedupe};
 use crate::lane::{Lane, Queued};
 use crate::stats::Counters;
 
@@ -47,8 +50,16 @@ pub(crate) struct Group<T> {
     pub(crate) members: Mutex<Vec<Arc<Member<T>>>>,
     /// Keys this group handled `Ok` (exactly-once).
     pub(crate) done: Option<Dedupe>,
-    /// The lane workers, one per partition.
+    /// The lane workers, one per partition: taken by whoever stops the group first (a last
+    /// member's leave or a shutdown), who awaits them.
     pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Aborts the workers; kept for a shutdown whose deadline passes while another party (a
+    /// leave, without a deadline) awaits them.
+    pub(crate) aborts: Mutex<Vec<AbortHandle>>,
+    /// Set (Release) once every worker ended; read with Acquire.
+    pub(crate) stopped: AtomicBool,
+    /// Notified when `stopped` is set.
+    pub(crate) stopped_notify: Notify,
 }
 
 impl<T: Send + Sync + 'static> Group<T> {
@@ -61,7 +72,8 @@ impl<T: Send + Sync + 'static> Group<T> {
         }
     }
 
-    /// Waits until no lane runs deliveries for `member`.
+    /// Waits until no lane runs deliveries for `member` (or the group stopped: deliveries a
+    /// shutdown cut off do not end on their own).
     pub(crate) async fn wait_released(&self, member: &Arc<Member<T>>) {
         for lane in &*self.lanes {
             loop {
@@ -69,7 +81,8 @@ impl<T: Send + Sync + 'static> Group<T> {
                 idle.as_mut().enable();
                 {
                     let mut state = lane.lock();
-                    if !state.running_for(member) {
+                    // Acquire: pairs with the Release in `stop`.
+                    if !state.running_for(member) || self.stopped.load(Ordering::Acquire) {
                         break;
                     }
                     state.watch();
@@ -78,6 +91,83 @@ impl<T: Send + Sync + 'static> Group<T> {
                 idle.await;
             }
         }
+    }
+
+    /// Waits until every worker of this group ended.
+    pub(crate) async fn wait_stopped(&self) {
+        loop {
+            let mut stopped = pin!(self.stopped_notify.notified());
+            stopped.as_mut().enable();
+            // Acquire: pairs with the Release in `stop`.
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            stopped.await;
+        }
+    }
+
+    /// Records the workers just spawned.
+    pub(crate) fn set_workers(&self, workers: Vec<JoinHandle<()>>) {
+        *self.aborts.lock() = workers.iter().map(JoinHandle::abort_handle).collect();
+        *self.workers.lock() = workers;
+    }
+
+    /// Waits until every worker ended; at `deadline` (if any) aborts those still running.
+    /// Whoever calls first awaits the workers; a later caller waits for that, with its own
+    /// deadline. Returns whether the deadline cut the wait short. Call after `close`.
+    pub(crate) async fn stop(&self, deadline: Option<Instant>) -> bool {
+        let workers = std::mem::take(&mut *self.workers.lock());
+        let mut expired = false;
+        if workers.is_empty() {
+            // Another party is stopping the group (or did).
+            let mut deadline = deadline;
+            loop {
+                let mut stopped = pin!(self.stopped_notify.notified());
+                stopped.as_mut().enable();
+                // Acquire: pairs with the Release below.
+                if self.stopped.load(Ordering::Acquire) {
+                    return expired;
+                }
+                match deadline {
+                    Some(at) => {
+                        if tokio::time::timeout_at(at, stopped).await.is_err() {
+                            expired = true;
+                            deadline = None;
+                            for abort in &*self.aborts.lock() {
+                                abort.abort();
+                            }
+                        }
+                    }
+                    None => stopped.await,
+                }
+            }
+        }
+        for mut worker in workers {
+            let ended = match deadline {
+                Some(at) => tokio::time::timeout_at(at, &mut worker).await.ok(),
+                None => Some((&mut worker).await),
+            };
+            let outcome = if let Some(outcome) = ended {
+                outcome
+            } else {
+                expired = true;
+                worker.abort();
+                worker.await
+            };
+            if let Err(error) = outcome {
+                if error.is_panic() {
+                    tracing::error!(group = &*self.name, "a partition worker panicked");
+                }
+            }
+        }
+        // Release: whoever sees `stopped` sees the lanes as the workers left them.
+        self.stopped.store(true, Ordering::Release);
+        self.stopped_notify.notify_waiters();
+        // Watchers of deliveries that an abort cut off: they will not end on their own.
+        for lane in &*self.lanes {
+            lane.room.notify_waiters();
+        }
+        expired
     }
 
     /// Closes every lane (nothing more is queued) and wakes the workers so they drain and stop.
@@ -89,13 +179,8 @@ impl<T: Send + Sync + 'static> Group<T> {
         }
     }
 
-    /// Takes the worker handles (to await or abort them).
-    pub(crate) fn take_workers(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut *self.workers.lock())
-    }
-
-    /// Removes what is left in the lanes: `(queued, interrupted)`. Call once the workers are
-    /// gone.
+    /// Removes what is left in the lanes: `(queued, interrupted)`. Call once the group
+    /// stopped; a second call finds nothing, so each event is reported once.
     pub(crate) fn drain(&self) -> (Vec<Event<T>>, Vec<Event<T>>) {
         let (mut queued, mut interrupted) = (Vec::new(), Vec::new());
         for lane in &*self.lanes {
@@ -109,7 +194,17 @@ impl<T: Send + Sync + 'static> Group<T> {
 
 /// The worker of lane `p`: takes what the lane hands out, runs up to the concurrency cap at
 /// once, and stops when the lane is closed and drained.
-pub(crate) async fn work<T: Send + Sync + 'static>(group: Arc<Group<T>>, p: usize) {
+///
+/// A group re-created under the name of one whose last member is still leaving starts only
+/// once that one stopped, so a key's deliveries never overlap across the two.
+pub(crate) async fn work<T: Send + Sync + 'static>(
+    group: Arc<Group<T>>,
+    p: usize,
+    predecessor: Option<Arc<Group<T>>>,
+) {
+    if let Some(predecessor) = predecessor {
+        predecessor.wait_stopped().await;
+    }
     if group.lanes[p].concurrency() == 1 {
         work_one_at_a_time(&group, p).await;
     } else {
@@ -247,6 +342,11 @@ async fn deliver<T: Send + Sync + 'static>(
 
 /// At-least-once delivery (and exactly-once, with `done`): invoke until `Ok`, retrying with
 /// backoff while the policy allows, then dead-letter.
+///
+/// Exactly-once: the delivery first claims its key in the group's `done` window. A key
+/// handled `Ok` within the window is skipped (counted as deduplicated); while another
+/// delivery of the key runs (a copy the publish window had forgotten), this one waits for it,
+/// so a key never runs twice at once and never again after an `Ok`.
 async fn deliver_until_done<T: Send + Sync + 'static>(
     counters: &Counters,
     member: &Member<T>,
@@ -254,14 +354,25 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
     retry: &RetryPolicy,
     done: Option<(&Dedupe, u128)>,
 ) {
-    // One clock read per delivery when the first attempt succeeds (a read costs ~30 ns on
-    // this machine): the key is then remembered from the start of that attempt.
-    let started = done.map(|_| tokio::time::Instant::now());
-    if let (Some((done, key)), Some(now)) = (done, started) {
-        if done.contains(key, now) {
+    // One clock read when the first attempt succeeds (a read costs ~30 ns on this machine):
+    // the key is then remembered from the start of that attempt.
+    let mut claim = None;
+    if let Some((done, key)) = done {
+        let started = tokio::time::Instant::now();
+        let begin = match done.begin(key, started) {
+            Begin::Busy => done.begin_when_free(key, started).await,
+            begin => begin,
+        };
+        if begin == Begin::Done {
             Counters::add(&counters.deduplicated, 1);
             return;
         }
+        claim = Some(Claim {
+            done,
+            key,
+            started,
+            ok_at: None,
+        });
     }
     let mut attempts = 0u32;
     loop {
@@ -269,13 +380,12 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
         match invoke(&member.handler, event.clone()).await {
             Ok(()) => {
                 Counters::add(&counters.processed, 1);
-                if let (Some((done, key)), Some(started)) = (done, started) {
-                    let now = if attempts == 1 {
-                        started
+                if let Some(claim) = &mut claim {
+                    claim.ok_at = Some(if attempts == 1 {
+                        claim.started
                     } else {
                         tokio::time::Instant::now()
-                    };
-                    done.insert(key, now);
+                    });
                 }
                 return;
             }
@@ -298,6 +408,21 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
                 return;
             }
         }
+    }
+}
+
+/// An exactly-once delivery's claim on its key; ends it when the delivery ends (also when the
+/// delivery is cancelled), remembering the key if it was handled `Ok`.
+struct Claim<'a> {
+    done: &'a Dedupe,
+    key: u128,
+    started: tokio::time::Instant,
+    ok_at: Option<tokio::time::Instant>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.done.end(self.key, self.ok_at);
     }
 }
 

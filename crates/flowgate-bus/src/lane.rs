@@ -247,6 +247,10 @@ impl<T, M> LaneGuard<'_, T, M> {
 
     /// Assigns the lane to `member` (`None`: to nobody). Takes effect once nothing is in flight.
     pub fn assign(&mut self, member: Option<Arc<M>>) {
+        if self.state.in_flight.is_empty() {
+            // Nothing runs for the old owner: let it go now (it may hold a handler's state).
+            self.state.active.clone_from(&member);
+        }
         self.state.assigned = member;
     }
 

@@ -43,12 +43,15 @@ impl<T: Send + Sync + 'static> AnyPattern for PatternInner<T> {
         if !self.pattern.matches(name) {
             return Ok(());
         }
+        // The runtime of whoever creates the topic, if any: the one the subscription started
+        // on may have shut down since, and workers spawned there would never run.
+        let runtime = Handle::try_current().unwrap_or_else(|_| self.runtime.clone());
         let subscription = topic.attach(
             Arc::clone(&self.name),
             self.handler.clone(),
             Arc::clone(&self.dead_letters),
             self.group.as_deref(),
-            &self.runtime,
+            &runtime,
         )?;
         self.attached.lock().push((name.to_owned(), subscription));
         Ok(())

@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 use flowgate_core::sync::Mutex;
 use flowgate_core::{
@@ -59,6 +60,9 @@ pub(crate) struct TopicInner<T> {
     groups: ArcSwap<Vec<Arc<Group<T>>>>,
     /// Serializes changes to `groups` and the closing of the topic.
     writer: Mutex<()>,
+    /// Every group whose workers may still run: those in `groups`, and those whose last
+    /// member is leaving. Shutdown stops and reports them all. Changed under `writer`.
+    live: Mutex<Vec<Arc<Group<T>>>>,
     /// Set (under `writer`) when shutdown begins; no group is added after.
     closed: AtomicBool,
     /// Publish-side dedupe (exactly-once).
@@ -125,6 +129,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 counters: (0..partitions).map(|_| Counters::default()).collect(),
                 config,
                 groups: ArcSwap::from_pointee(Vec::new()),
+                live: Mutex::new(Vec::new()),
                 writer: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 dedupe,
@@ -216,10 +221,11 @@ impl<T: Send + Sync + 'static> Topic<T> {
         }
         let (partition, key) = self.route(&event);
         let counters = &inner.counters[partition as usize];
+        // A wait too long to add to the clock (`Duration::MAX`) means no time limit.
         let deadline = match inner.config.backpressure {
             Backpressure::Block {
                 max_wait: Some(wait),
-            } => Some((Instant::now() + wait, wait)),
+            } => Instant::now().checked_add(wait).map(|at| (at, wait)),
             _ => None,
         };
         let fingerprint = inner
@@ -522,12 +528,25 @@ impl<T: Send + Sync + 'static> Topic<T> {
             members: Mutex::new(vec![Arc::clone(&member)]),
             done: config.mode.dedupe().map(|window| Dedupe::new(*window)),
             workers: Mutex::new(Vec::new()),
+            aborts: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            stopped_notify: Notify::new(),
         });
         group.rebalance(&[member]);
+        // A consumer group of this name whose last member is still leaving: this one starts
+        // once that one's deliveries ended, so no key runs in both at once.
+        let mut live = inner.live.lock();
+        let predecessor = group_name.and_then(|name| {
+            live.iter()
+                .rev()
+                .find(|g| g.joinable && &*g.name == name)
+                .cloned()
+        });
         let workers = (0..group.lanes.len())
-            .map(|p| runtime.spawn(work(Arc::clone(&group), p)))
+            .map(|p| runtime.spawn(work(Arc::clone(&group), p, predecessor.clone())))
             .collect();
-        *group.workers.lock() = workers;
+        group.set_workers(workers);
+        live.push(Arc::clone(&group));
         let mut next = Vec::clone(&current);
         next.push(Arc::clone(&group));
         inner.groups.store(Arc::new(next));
@@ -561,46 +580,52 @@ impl<T: Send + Sync + 'static> Topic<T> {
             return Vec::new();
         }
         // The last member: the group is gone from the topic; let its deliveries in flight
-        // finish, then hand back what was still queued.
-        for worker in group.take_workers() {
-            if let Err(error) = worker.await {
-                if error.is_panic() {
-                    tracing::error!(topic = %inner.name, "a partition worker panicked");
-                }
+        // finish, then hand back what was still queued (unless a shutdown running meanwhile
+        // reported it first: each event is reported once).
+        group.stop(None).await;
+        let (queued, interrupted) = group.drain();
+        {
+            let _writer = inner.writer.lock();
+            inner.live.lock().retain(|g| !Arc::ptr_eq(g, group));
+        }
+        let handed_back: Vec<Event<T>> = queued.into_iter().chain(interrupted).collect();
+        // Exactly-once: the caller may publish them again; the window must not call that a
+        // duplicate (other subscribers that handled one Ok skip it by their own window).
+        if let Some(dedupe) = &inner.dedupe {
+            for event in &handed_back {
+                dedupe.forget(event.idempotency_fingerprint());
             }
         }
-        let (queued, interrupted) = group.drain();
-        debug_assert!(interrupted.is_empty(), "workers finish their deliveries");
-        queued.into_iter().chain(interrupted).collect()
+        handed_back
     }
 
-    /// Stops accepting, drains until `deadline`, and reports; see [`Bus::shutdown`](crate::Bus::shutdown).
-    pub(crate) async fn shutdown_at(&self, deadline: Instant) -> TopicReport<T> {
+    /// Shutdown, first half: stops accepting (publishes and subscriptions) and closes every
+    /// lane, so nothing more is queued. The bus closes every topic before draining any.
+    pub(crate) fn close(&self) {
         let inner = &*self.inner;
-        let groups = {
+        let live = {
             let _writer = inner.writer.lock();
             // Release: pairs with the Acquire in `try_push` for a topic without groups.
             inner.closed.store(true, Ordering::Release);
-            inner.groups.load_full()
+            inner.live.lock().clone()
         };
-        for group in groups.iter() {
+        for group in &live {
             group.close();
         }
+    }
+
+    /// Shutdown, second half: lets the lanes drain until `deadline`, cancels what still runs,
+    /// and reports what was not delivered; see [`Bus::shutdown`](crate::Bus::shutdown).
+    pub(crate) async fn drain_until(&self, deadline: Instant) -> TopicReport<T> {
+        let inner = &*self.inner;
+        self.close();
+        let live = inner.live.lock().clone();
         let mut deadline_expired = false;
-        for group in groups.iter() {
-            for mut worker in group.take_workers() {
-                if tokio::time::timeout_at(deadline, &mut worker)
-                    .await
-                    .is_err()
-                {
-                    deadline_expired = true;
-                    worker.abort();
-                    let _ = worker.await;
-                }
-            }
+        for group in &live {
+            deadline_expired |= group.stop(Some(deadline)).await;
         }
         let mut undelivered = Vec::new();
-        for group in groups.iter() {
+        for group in &live {
             let (queued, interrupted) = group.drain();
             let subscriber = Arc::clone(&group.name);
             undelivered.extend(queued.into_iter().map(|event| Undelivered {
