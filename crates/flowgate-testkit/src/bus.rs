@@ -14,7 +14,7 @@
 //! | rule | broken when |
 //! |---|---|
 //! | lost | an accepted event was, for a subscriber that was subscribed when it was published, neither handled `Ok`, nor dead-lettered, nor reported undelivered (at-most-once: nor started, nor covered by the counted drops) |
-//! | duplicated | at-most-once: a second attempt; at-least-once: an attempt after an `Ok`; exactly-once: an attempt for an idempotency key the subscriber already handled `Ok`, or a second accepted publish of a key inside the dedupe window |
+//! | duplicated | at-most-once: a second attempt; at-least-once: an attempt after an `Ok`; exactly-once: an attempt for an idempotency key the subscriber already handled `Ok`, or a second accepted publish of a key inside the dedupe window (unless the first was reported undelivered, which gives its key back) |
 //! | reordered | an attempt of a later event of a key started before the earlier event of that key reached its final outcome (`Ok`, dead letter, or — at-most-once — its only attempt's end) |
 //! | overlap | two attempts of one key ran at the same time for one subscriber |
 //! | attempts | a dead letter's attempt count differs from the attempts recorded |
@@ -947,6 +947,11 @@ impl<'a> Replay<'a> {
             } => self.entry(subscriber, *event).dead_letter = Some((at, *attempts)),
             Record::Undelivered { subscriber, event } => {
                 self.entry(subscriber, *event).undelivered = true;
+                // A bus forgets the idempotency key of an event it handed back, so that the
+                // caller may publish it again: that publish is not a duplicate.
+                if let Some(key) = self.idempotency.get(event) {
+                    self.last_accepted.remove(key);
+                }
             }
         }
     }

@@ -335,3 +335,18 @@ async fn the_recording_handler_records_attempts_and_panics() {
         .count();
     assert_eq!(finishes, 2, "the panicking attempt's end is recorded too");
 }
+
+#[test]
+fn a_key_handed_back_may_be_accepted_again() {
+    let h = History::new();
+    h.subscribed("s");
+    let a = event(1, "k").with_idempotency_key("pay-1");
+    h.published(&a, true, false);
+    h.unsubscribed("s", [&a]); // handed back undelivered
+    h.subscribed("s");
+    let again = event(1, "k").with_idempotency_key("pay-1");
+    h.published(&again, true, false);
+    delivered(&h, "s", &again);
+    let report = h.check(&Spec::new(Mode::ExactlyOnce));
+    assert!(report.is_ok(), "{report}");
+}
