@@ -833,6 +833,8 @@ struct Deliveries {
     undelivered: bool,
     /// The event's ordering key, as its attempts recorded it.
     key: Option<String>,
+    /// The event's idempotency key, as its attempts recorded it.
+    id_key: Option<String>,
 }
 
 impl Deliveries {
@@ -889,6 +891,8 @@ struct Replay<'a> {
     handled: HashSet<(Arc<str>, String)>,
     /// The idempotency key of each accepted event.
     idempotency: HashMap<EventId, &'a str>,
+    /// How many times each subscriber name subscribed so far.
+    incarnations: HashMap<Arc<str>, u32>,
 }
 
 impl<'a> Replay<'a> {
@@ -904,6 +908,7 @@ impl<'a> Replay<'a> {
             running: HashMap::new(),
             handled: HashSet::new(),
             idempotency: HashMap::new(),
+            incarnations: HashMap::new(),
         }
     }
 
@@ -913,11 +918,26 @@ impl<'a> Replay<'a> {
             .or_default()
     }
 
+    /// The subscriber `name` refers to now: a name subscribed again after it unsubscribed is a
+    /// new subscriber (its bus-side state, such as an exactly-once window, starts afresh), so
+    /// its later incarnations are told apart as `name#2`, `name#3`, ...
+    fn current(&self, name: &Arc<str>) -> Arc<str> {
+        match self.incarnations.get(name) {
+            Some(&n) if n > 1 => Arc::from(format!("{name}#{n}")),
+            _ => Arc::clone(name),
+        }
+    }
+
     fn apply(&mut self, at: usize, record: &'a Record) {
         match record {
-            Record::Subscribed { subscriber } => self.subscribed.push(Arc::clone(subscriber)),
+            Record::Subscribed { subscriber } => {
+                *self.incarnations.entry(Arc::clone(subscriber)).or_insert(0) += 1;
+                let current = self.current(subscriber);
+                self.subscribed.push(current);
+            }
             Record::Unsubscribed { subscriber } => {
-                if let Some(i) = self.subscribed.iter().position(|s| s == subscriber) {
+                let current = self.current(subscriber);
+                if let Some(i) = self.subscribed.iter().position(|s| *s == current) {
                     self.subscribed.remove(i);
                 }
             }
@@ -934,19 +954,29 @@ impl<'a> Replay<'a> {
                 event,
                 key,
                 idempotency_key,
-            } => self.started(at, subscriber, *event, key.as_ref(), idempotency_key),
+            } => {
+                let current = self.current(subscriber);
+                self.started(at, &current, *event, key.as_ref(), idempotency_key);
+            }
             Record::Finished {
                 subscriber,
                 event,
                 ok,
-            } => self.finished(at, subscriber, *event, *ok),
+            } => {
+                let current = self.current(subscriber);
+                self.finished(at, &current, *event, *ok);
+            }
             Record::DeadLettered {
                 subscriber,
                 event,
                 attempts,
-            } => self.entry(subscriber, *event).dead_letter = Some((at, *attempts)),
+            } => {
+                let current = self.current(subscriber);
+                self.entry(&current, *event).dead_letter = Some((at, *attempts));
+            }
             Record::Undelivered { subscriber, event } => {
-                self.entry(subscriber, *event).undelivered = true;
+                let current = self.current(subscriber);
+                self.entry(&current, *event).undelivered = true;
                 // A bus forgets the idempotency key of an event it handed back, so that the
                 // caller may publish it again: that publish is not a duplicate.
                 if let Some(key) = self.idempotency.get(event) {
@@ -1007,6 +1037,7 @@ impl<'a> Replay<'a> {
         };
         entry.attempts.push((at, None, false));
         entry.key = key.cloned();
+        entry.id_key = Some(id_key.to_owned());
         if let Some(why) = duplicate {
             self.report.push(Violation::Duplicated {
                 subscriber: subscriber.to_string(),
@@ -1038,10 +1069,11 @@ impl<'a> Replay<'a> {
             attempt.2 = ok;
         }
         let key = entry.key.clone();
+        // The key from the attempt's own record: on a multi-threaded bus an attempt can end
+        // before its publish is recorded.
         if ok {
-            if let Some(id_key) = self.idempotency.get(&event) {
-                self.handled
-                    .insert((Arc::clone(subscriber), (*id_key).to_owned()));
+            if let Some(id_key) = entry.id_key.clone() {
+                self.handled.insert((Arc::clone(subscriber), id_key));
             }
         }
         if let Some(key) = key {

@@ -350,3 +350,47 @@ fn a_key_handed_back_may_be_accepted_again() {
     let report = h.check(&Spec::new(Mode::ExactlyOnce));
     assert!(report.is_ok(), "{report}");
 }
+
+#[test]
+fn an_attempt_recorded_before_its_publish_still_counts() {
+    // On a multi-threaded bus a delivery can start and end before `published` is recorded.
+    let h = History::new();
+    h.subscribed("s");
+    let a = event(1, "k").with_idempotency_key("pay-1");
+    delivered(&h, "s", &a);
+    h.published(&a, true, false);
+    // The key handed back elsewhere, published again, skipped by "s" (it handled it Ok).
+    h.undelivered("other", &a);
+    let again = event(2, "k").with_idempotency_key("pay-1");
+    h.published(&again, true, false);
+    let report = h.check(&Spec::new(Mode::ExactlyOnce));
+    assert!(report.is_ok(), "{report}");
+}
+
+#[test]
+fn a_name_subscribed_again_is_a_new_subscriber() {
+    let h = History::new();
+    h.subscribed("g");
+    let a = event(1, "k").with_idempotency_key("pay-1");
+    h.published(&a, true, false);
+    delivered(&h, "g", &a);
+    h.unsubscribed::<u32>("g", []);
+    h.undelivered("other", &a); // the key was handed back by another subscriber
+    h.subscribed("g");
+    let again = event(2, "k").with_idempotency_key("pay-1");
+    h.published(&again, true, false);
+    delivered(&h, "g", &again);
+    assert!(
+        h.check(&Spec::new(Mode::ExactlyOnce)).is_ok(),
+        "the new g never handled pay-1"
+    );
+    // Without the unsubscribe in between, the same g running pay-1 again is a duplicate.
+    let same = History::new();
+    same.subscribed("g");
+    same.published(&a, true, false);
+    delivered(&same, "g", &a);
+    same.undelivered("other", &a);
+    same.published(&again, true, false);
+    delivered(&same, "g", &again);
+    assert_eq!(same.check(&Spec::new(Mode::ExactlyOnce)).duplicated, 1);
+}
