@@ -119,6 +119,11 @@ impl DedupeWindow {
         if self.keys.contains_key(&key) {
             return;
         }
+        self.insert_new(key, now);
+    }
+
+    /// Remembers `key`, which the caller just found absent (after expiring at `now`).
+    fn insert_new(&mut self, key: Fingerprint, now: Instant) {
         while self.order.len() >= self.config.max_keys {
             if self.pop_front() {
                 self.evicted += 1;
@@ -167,6 +172,17 @@ pub enum Begin {
     Done,
     /// Another delivery of the key is running: wait for it to end, then ask again.
     Busy,
+}
+
+/// An exactly-once event's key as the publish window accepted it: its fingerprint and when.
+/// It travels with the event to the delivery, where the subscriber's window counts the key's
+/// age from the same instant (no second clock read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The idempotency key's fingerprint.
+    pub key: Fingerprint,
+    /// When the publish window accepted it.
+    pub at: Instant,
 }
 
 /// What [`Dedupe::admit`] did.
@@ -220,15 +236,19 @@ impl Dedupe {
 
     /// Runs `enqueue` if `key` is not remembered, and remembers it if `enqueue` succeeded; see
     /// the module docs. `enqueue` runs under the key's shard lock: keep it short, never await.
-    pub fn admit<E>(&self, key: Fingerprint, enqueue: impl FnOnce() -> Result<(), E>) -> Admit<E> {
+    pub fn admit<E>(
+        &self,
+        key: Fingerprint,
+        now: Instant,
+        enqueue: impl FnOnce() -> Result<(), E>,
+    ) -> Admit<E> {
         let mut window = self.shard(key).lock();
-        let now = Instant::now();
         if window.contains(key, now) {
             return Admit::Duplicate;
         }
         match enqueue() {
             Ok(()) => {
-                window.insert(key, now);
+                window.insert_new(key, now);
                 Admit::Accepted
             }
             Err(error) => Admit::Refused(error),
@@ -341,10 +361,11 @@ mod tests {
     fn refused_enqueue_is_not_remembered() {
         let d = Dedupe::new(DedupeWindowConfig::new(10, Duration::from_secs(60)));
         let k = 7;
-        assert_eq!(d.admit(k, || Err("full")), Admit::Refused("full"));
-        assert_eq!(d.admit::<()>(k, || Ok(())), Admit::Accepted);
+        let now = Instant::now();
+        assert_eq!(d.admit(k, now, || Err("full")), Admit::Refused("full"));
+        assert_eq!(d.admit::<()>(k, now, || Ok(())), Admit::Accepted);
         assert_eq!(
-            d.admit::<()>(k, || panic!("must not run for a duplicate")),
+            d.admit::<()>(k, now, || panic!("must not run for a duplicate")),
             Admit::Duplicate
         );
     }

@@ -29,6 +29,8 @@ use flowgate_core::sync::{Mutex, MutexGuard};
 use flowgate_core::Event;
 use tokio::sync::Notify;
 
+use crate::dedupe::Accepted;
+
 /// An event waiting in a lane.
 pub struct Queued<T> {
     /// The event.
@@ -37,8 +39,8 @@ pub struct Queued<T> {
     pub key: Option<u64>,
     /// Lane-local sequence number (identifies it while in flight).
     pub seq: u64,
-    /// Its idempotency key's fingerprint, computed once at publish (exactly-once topics).
-    pub fingerprint: Option<u128>,
+    /// Its idempotency key as the publish window accepted it (exactly-once topics).
+    pub accepted: Option<Accepted>,
 }
 
 /// An event being delivered.
@@ -154,7 +156,7 @@ impl<T, M> LaneGuard<'_, T, M> {
         &mut self,
         event: Event<T>,
         key: Option<u64>,
-        fingerprint: Option<u128>,
+        accepted: Option<Accepted>,
         drop_oldest: bool,
     ) -> (Pushed, bool) {
         let state = &mut *self.state;
@@ -169,7 +171,7 @@ impl<T, M> LaneGuard<'_, T, M> {
             event,
             key,
             seq,
-            fingerprint,
+            accepted,
         });
         let wake = std::mem::replace(&mut state.worker_parked, false);
         (pushed, wake)
@@ -327,7 +329,7 @@ impl<T> fmt::Debug for Queued<T> {
             .field("event_id", &self.event.id())
             .field("key", &self.key)
             .field("seq", &self.seq)
-            .field("fingerprint", &self.fingerprint)
+            .field("accepted", &self.accepted)
             .finish()
     }
 }

@@ -21,7 +21,7 @@ use flowgate_core::{
 use tokio::time::Instant;
 
 use crate::config::{Backpressure, TopicConfig};
-use crate::dedupe::{Admit, Dedupe};
+use crate::dedupe::{Accepted, Admit, Dedupe};
 use crate::error::{BusError, PublishError};
 use crate::group::{work, Group, GroupLane, Member};
 use crate::lane::{LaneGuard, Pushed};
@@ -228,14 +228,21 @@ impl<T: Send + Sync + 'static> Topic<T> {
             } => Instant::now().checked_add(wait).map(|at| (at, wait)),
             _ => None,
         };
+        // Exactly-once: the key's fingerprint, and one clock read per attempt for its age in
+        // the window (a second attempt comes only after a wait for room).
         let fingerprint = inner
             .dedupe
             .as_ref()
             .map(|_| event.idempotency_fingerprint());
         loop {
-            let refusal = match (&inner.dedupe, fingerprint) {
-                (Some(dedupe), Some(id)) => {
-                    match dedupe.admit(id, || self.try_push(partition, key, fingerprint, &event)) {
+            let accepted = fingerprint.map(|key| Accepted {
+                key,
+                at: Instant::now(),
+            });
+            let refusal = match (&inner.dedupe, accepted) {
+                (Some(dedupe), Some(accepted)) => {
+                    let push = || self.try_push(partition, key, Some(accepted), &event);
+                    match dedupe.admit(accepted.key, accepted.at, push) {
                         Admit::Accepted => None,
                         Admit::Duplicate => {
                             Counters::add(&counters.duplicates, 1);
@@ -247,7 +254,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
                         Admit::Refused(refusal) => Some(refusal),
                     }
                 }
-                _ => self.try_push(partition, key, fingerprint, &event).err(),
+                _ => self.try_push(partition, key, None, &event).err(),
             };
             let Some(refusal) = refusal else {
                 Counters::add(&counters.published, 1);
@@ -293,7 +300,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
         &self,
         partition: u32,
         key: Option<u64>,
-        fingerprint: Option<u128>,
+        accepted: Option<Accepted>,
         event: &Event<T>,
     ) -> Result<(), Refusal> {
         let inner = &*self.inner;
@@ -322,7 +329,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
                     WhenFull::Refuse => return Err(Refusal::Full(0)),
                 }
             }
-            let wake = self.push(&mut state, event, key, fingerprint, p);
+            let wake = self.push(&mut state, event, key, accepted, p);
             drop(state);
             if wake {
                 lane.work.notify_one();
@@ -359,7 +366,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
-            let wake = self.push(&mut state, event, key, fingerprint, p);
+            let wake = self.push(&mut state, event, key, accepted, p);
             drop(state);
             if wake {
                 group.lanes[p].work.notify_one();
@@ -386,11 +393,11 @@ impl<T: Send + Sync + 'static> Topic<T> {
         state: &mut LaneGuard<'_, T, Member<T>>,
         event: &Event<T>,
         key: Option<u64>,
-        fingerprint: Option<u128>,
+        accepted: Option<Accepted>,
         p: usize,
     ) -> bool {
         let drop_oldest = self.inner.config.backpressure == Backpressure::DropOldest;
-        let (pushed, wake) = state.push(event.clone(), key, fingerprint, drop_oldest);
+        let (pushed, wake) = state.push(event.clone(), key, accepted, drop_oldest);
         if pushed == Pushed::DroppedOldest {
             Counters::add(&self.inner.counters[p].dropped, 1);
         }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use flowgate_bus::dedupe::{Admit, Dedupe};
 use flowgate_bus::DedupeWindowConfig;
+use tokio::time::Instant;
 
 /// An idempotency key's fingerprint.
 const PAY_1: u128 = 0x5eed;
@@ -27,7 +28,7 @@ fn concurrent_admits_of_one_key_enqueue_once() {
         let dedupe = Arc::new(window());
         let enqueued = Arc::new(AtomicUsize::new(0));
         let admit = |dedupe: &Dedupe, enqueued: &AtomicUsize| {
-            dedupe.admit::<()>(PAY_1, || {
+            dedupe.admit::<()>(PAY_1, Instant::now(), || {
                 enqueued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             })
@@ -51,9 +52,9 @@ fn a_refused_publish_is_not_remembered() {
         let dedupe = Arc::new(window());
         let refused = {
             let dedupe = Arc::clone(&dedupe);
-            thread::spawn(move || dedupe.admit(PAY_1, || Err("full")))
+            thread::spawn(move || dedupe.admit(PAY_1, Instant::now(), || Err("full")))
         };
-        let accepted = dedupe.admit::<&str>(PAY_1, || Ok(()));
+        let accepted = dedupe.admit::<&str>(PAY_1, Instant::now(), || Ok(()));
         let refused = refused.join().unwrap();
         // Refused if it ran first; a duplicate if the accepted one did.
         assert!(
