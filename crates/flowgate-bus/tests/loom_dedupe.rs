@@ -11,7 +11,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use std::sync::Arc;
 
-use flowgate_bus::dedupe::{Admit, Dedupe};
+use flowgate_bus::dedupe::{Admit, Begin, Dedupe};
 use flowgate_bus::DedupeWindowConfig;
 use tokio::time::Instant;
 
@@ -63,5 +63,58 @@ fn a_refused_publish_is_not_remembered() {
         );
         assert_eq!(accepted, Admit::Accepted, "a refusal leaves no trace");
         assert_eq!(dedupe.sizes(), (1, 0));
+    });
+}
+
+/// The subscriber side: of two deliveries of one key claiming it at once, exactly one runs
+/// (the other finds it busy); once the runner ends with `Ok`, the key is done for everyone.
+#[test]
+fn one_delivery_of_a_key_runs_at_a_time_and_ok_is_final() {
+    loom::model(|| {
+        let dedupe = Arc::new(window());
+        let now = Instant::now();
+        let other = {
+            let dedupe = Arc::clone(&dedupe);
+            thread::spawn(move || {
+                let begin = dedupe.begin(PAY_1, now);
+                if begin == Begin::Run {
+                    dedupe.end(PAY_1, Some(now));
+                }
+                begin
+            })
+        };
+        let mine = dedupe.begin(PAY_1, now);
+        if mine == Begin::Run {
+            dedupe.end(PAY_1, Some(now));
+        }
+        let theirs = other.join().unwrap();
+        let runs = [mine, theirs].iter().filter(|b| **b == Begin::Run).count();
+        assert_eq!(runs, 1, "exactly one ran: {mine:?} {theirs:?}");
+        assert_eq!(
+            dedupe.begin(PAY_1, now),
+            Begin::Done,
+            "Ok is final within the window"
+        );
+    });
+}
+
+/// A failed delivery gives its key back: the next one runs.
+#[test]
+fn a_failed_delivery_releases_its_key() {
+    loom::model(|| {
+        let dedupe = Arc::new(window());
+        let now = Instant::now();
+        assert_eq!(dedupe.begin(PAY_1, now), Begin::Run);
+        let waiter = {
+            let dedupe = Arc::clone(&dedupe);
+            thread::spawn(move || loop {
+                match dedupe.begin(PAY_1, now) {
+                    Begin::Busy => thread::yield_now(),
+                    other => return other,
+                }
+            })
+        };
+        dedupe.end(PAY_1, None); // failed for good (dead-lettered)
+        assert_eq!(waiter.join().unwrap(), Begin::Run, "not done: it may run");
     });
 }
