@@ -188,12 +188,28 @@ impl<T: Send + Sync + 'static> StoreBuilder<T> {
 
     /// Reports each payload's size, so that `stats().bytes` counts the bytes held.
     ///
+    /// The function runs in the appending thread before the append takes any lock. If it
+    /// panics, the panic is caught and the append returns
+    /// [`StoreError::PayloadSizePanicked`] having written nothing (with `panic = "abort"`,
+    /// the process aborts, as for any panic).
+    ///
     /// ```
-    /// use flowgate::store::{ExpectedVersion, Store};
+    /// use flowgate::store::{ExpectedVersion, Store, StoreError};
     /// use flowgate::Event;
     /// let store = Store::<Vec<u8>>::builder().payload_size(Vec::len).build()?;
     /// store.append("blob-1", ExpectedVersion::Any, Event::new("e", vec![0; 100])?)?;
     /// assert_eq!(store.stats().bytes, Some(100));
+    ///
+    /// let sized = Store::<Vec<u8>>::builder()
+    ///     .payload_size(|bytes: &Vec<u8>| {
+    ///         assert!(!bytes.is_empty(), "no size for an empty payload"); // a buggy sizer
+    ///         bytes.len()
+    ///     })
+    ///     .build()?;
+    /// let empty = Event::new("e", Vec::new())?;
+    /// let err = sized.append("blob-2", ExpectedVersion::Any, empty).unwrap_err();
+    /// assert!(matches!(err, StoreError::PayloadSizePanicked { index: 0, .. }));
+    /// assert_eq!(sized.stream_version("blob-2")?, None, "nothing was appended");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]

@@ -83,6 +83,18 @@ pub enum StoreError {
         /// The group size given.
         size: u32,
     },
+    /// The store's `payload_size` function panicked while sizing event `index` (0-based) of an
+    /// append to `stream`. Every size is computed before the append takes a lock or writes
+    /// anything, so nothing was appended and the store is unchanged. Final: fix the function
+    /// (its panic message went to the panic hook as usual). With `panic = "abort"` the process
+    /// aborts instead, as for any panic.
+    #[error("the payload_size function panicked on event {index} of the append to {stream:?}; nothing was appended, fix the function")]
+    PayloadSizePanicked {
+        /// The stream appended to.
+        stream: String,
+        /// The event's index in the batch (0 for a single append).
+        index: usize,
+    },
     /// Subscription signal: events this subscription had not yet received were removed by
     /// retention before it read them. It continues at `resume_at`. Not a failure of the
     /// subscription: decide whether the gap matters (for example rebuild from a snapshot).

@@ -6,24 +6,33 @@
 //! `published` sees slot `i` set). The writer ([`LogWriter`]) is owned by whoever serializes the
 //! writes (the store's commit lock), so no two writers ever exist for one log.
 //!
-//! The log is a linked list of fixed-size segments. A segment's `next` link is set before any
-//! slot of the next segment is published, so a reader holding a segment walks forward without a
-//! lock. The directory (the segments still held, oldest first) is behind a mutex that readers
-//! take only to find the segment of an arbitrary index, for the time of one clone; the writer
-//! takes it once per segment. Front segments whose entries are all dead are dropped from the
-//! directory; a reader still holding one keeps it alive until it moves on.
+//! The log is a list of fixed-size segments. The directory is the only strong owner of a
+//! segment (besides the writer's tail and one segment per reader, see below): it maps every
+//! index written to either the segment holding it or a run of released slots. A segment whose
+//! entries are all dead is released wherever it is, not only at the front, and adjacent released
+//! runs are merged, so the directory's size follows the segments still held, not the log's
+//! length. Readers take the directory's mutex only to find the segment of an arbitrary index,
+//! for the time of one clone; the writer takes it once per segment.
 //!
-//! Slots and segment links are std `OnceLock`s (loom has none, and the core shim does not
-//! wrap one): each is set once by the single writer and read only after the `published` load
-//! that covers it, so they never contend; the loom model checks that handshake around them.
+//! A segment's `next` link is a `Weak` handle, set before any slot of the next segment is
+//! published, so a reader holding a segment walks forward without a lock; since the link is
+//! weak, a reader pins exactly the one segment it stands in, never the segments after it. When
+//! the link no longer upgrades (the next segment was released), the reader asks the directory,
+//! which answers [`Read::Dropped`] for released slots.
+//!
+//! Slots and segment links are std `OnceLock`s and segments are shared by std `Arc`/`Weak`
+//! (loom has neither a `OnceLock` nor a `Weak`, and the core shim wraps neither): each is set
+//! once by the single writer and read only after the `published` load that covers it, so they
+//! never contend; the loom model checks that handshake around them.
 //!
 //! Public only for the loom model in `tests/`; not part of the API.
 
-use std::collections::VecDeque;
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+// Data, not synchronization: segments are shared by std `Arc`/`Weak` whatever the cfg.
+use std::sync::{Arc, OnceLock, Weak};
 
 use flowgate_core::sync::atomic::{AtomicU64, Ordering};
-use flowgate_core::sync::{Arc, Mutex};
+use flowgate_core::sync::Mutex;
 
 /// Slots per segment. Tiny under loom so that a model crosses segments.
 #[cfg(not(loom))]
@@ -102,7 +111,8 @@ pub struct Segment<S> {
     /// Set once each, by the writer, before `published` covers them.
     slots: Box<[S]>,
     /// Set by the writer when it opens the next segment, before publishing any slot there.
-    next: OnceLock<Arc<Segment<S>>>,
+    /// Weak, so that a reader holding this segment does not keep the later ones alive.
+    next: OnceLock<Weak<Segment<S>>>,
 }
 
 impl<S: Slot> Segment<S> {
@@ -118,9 +128,108 @@ impl<S: Slot> Segment<S> {
         let offset = index.checked_sub(self.base)?;
         self.slots.get(offset as usize)?.with(f)
     }
+}
 
+impl<S> Segment<S> {
     fn contains(&self, index: u64) -> bool {
         index >= self.base && index - self.base < SEGMENT_LEN
+    }
+
+    /// The next segment, if it was opened and is still held.
+    fn next(&self) -> Option<Arc<Segment<S>>> {
+        self.next.get().and_then(Weak::upgrade)
+    }
+}
+
+/// A run of released slots, as the directory reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gap {
+    /// The first released index of the run.
+    start: u64,
+    /// One past the last released index: the first index held after the run.
+    end: u64,
+    /// The largest key the trimmer reported for the released segments of the run.
+    through: u64,
+}
+
+/// What the directory holds for a run of indexes starting at its key.
+#[derive(Debug)]
+enum Held<S> {
+    /// One segment, `SEGMENT_LEN` slots.
+    Segment(Arc<Segment<S>>),
+    /// Released slots up to `end` (exclusive); `through` as in [`Gap`].
+    Released { end: u64, through: u64 },
+}
+
+/// The segments of a log and the runs released between them, keyed by first index, covering
+/// every index written with no gap and no overlap; two released runs are never adjacent.
+#[derive(Debug)]
+struct Directory<S> {
+    runs: BTreeMap<u64, Held<S>>,
+    /// How many runs are segments.
+    segments: usize,
+}
+
+impl<S> Directory<S> {
+    /// The segment holding `index` (the last segment for an index past it), or the released
+    /// run holding it.
+    fn find(&self, index: u64) -> Result<Arc<Segment<S>>, Gap> {
+        if let Some((&start, held)) = self.runs.range(..=index).next_back() {
+            match held {
+                Held::Segment(segment) if segment.contains(index) => {
+                    return Ok(Arc::clone(segment));
+                }
+                &Held::Released { end, through } if index < end => {
+                    return Err(Gap {
+                        start,
+                        end,
+                        through,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Past the last segment (which is never released): it reads nothing.
+        match self.runs.last_key_value() {
+            Some((_, Held::Segment(segment))) => Ok(Arc::clone(segment)),
+            // Unreachable (the tail is never released); an empty gap reads as nothing.
+            _ => Err(Gap {
+                start: index,
+                end: index,
+                through: 0,
+            }),
+        }
+    }
+
+    /// The first held segment at or after index `from`, as its base.
+    fn segment_from(&self, from: u64) -> Option<u64> {
+        self.runs
+            .range(from..)
+            .find_map(|(&base, held)| matches!(held, Held::Segment(_)).then_some(base))
+    }
+
+    /// Replaces the segment at `base` by a released run reporting `through`, merged with the
+    /// released runs right before and after it.
+    fn release(&mut self, base: u64, through: u64) {
+        if !matches!(self.runs.remove(&base), Some(Held::Segment(_))) {
+            return;
+        }
+        self.segments -= 1;
+        let (mut start, mut end, mut through) = (base, base + SEGMENT_LEN, through);
+        if let Some((&before, &Held::Released { end: e, through: t })) =
+            self.runs.range(..base).next_back()
+        {
+            if e == base {
+                start = before;
+                through = through.max(t);
+            }
+        }
+        if let Some(&Held::Released { end: e, through: t }) = self.runs.get(&end) {
+            self.runs.remove(&end);
+            end = e;
+            through = through.max(t);
+        }
+        self.runs.insert(start, Held::Released { end, through });
     }
 }
 
@@ -131,9 +240,9 @@ pub struct Log<S> {
     /// (`Release`, paired with readers' `Acquire`; the waiter handshake adds its fences, see
     /// [`crate::notify`]).
     published: AtomicU64,
-    /// Segments still held, oldest first and contiguous. Readers lock it to find one segment;
-    /// the writer locks it to add a segment or drop dead ones at the front.
-    directory: Mutex<VecDeque<Arc<Segment<S>>>>,
+    /// Segments still held and runs released. Readers lock it to find one segment; the writer
+    /// locks it to add a segment or release dead ones.
+    directory: Mutex<Directory<S>>,
 }
 
 /// The single writer of one [`Log`]; see the [module docs](self).
@@ -142,6 +251,8 @@ pub struct LogWriter<S> {
     tail: Arc<Segment<S>>,
     /// Entries written (published or not yet).
     len: u64,
+    /// Where the next [`trim`](Self::trim) goes on checking segments behind the front.
+    sweep: u64,
 }
 
 /// What a [`Cursor::read`] found.
@@ -149,12 +260,24 @@ pub struct LogWriter<S> {
 pub enum Read {
     /// This many entries were passed to the callback (0: nothing new is published).
     Entries(usize),
-    /// The cursor's index was below the oldest segment still held (dropped by retention); the
-    /// cursor moved to `front`, the oldest index still readable. Nothing was read.
+    /// The cursor's index was in a run of slots released by retention; the cursor moved to
+    /// `front`, the first index held after the run. Nothing was read.
     Dropped {
-        /// The oldest index still held.
+        /// The first index held after the released run.
         front: u64,
+        /// The largest key the trimmer reported for the released run (see
+        /// [`LogWriter::trim`]): for the store's logs, one past the last position released.
+        through: u64,
     },
+}
+
+impl Read {
+    fn dropped(gap: Gap) -> Self {
+        Self::Dropped {
+            front: gap.end,
+            through: gap.through,
+        }
+    }
 }
 
 impl<S: Slot> Log<S> {
@@ -163,13 +286,17 @@ impl<S: Slot> Log<S> {
         let first = Arc::new(Segment::new(0));
         let log = Self {
             published: AtomicU64::new(0),
-            directory: Mutex::new(VecDeque::from([Arc::clone(&first)])),
+            directory: Mutex::new(Directory {
+                runs: BTreeMap::from([(0, Held::Segment(Arc::clone(&first)))]),
+                segments: 1,
+            }),
         };
         (
             log,
             LogWriter {
                 tail: first,
                 len: 0,
+                sweep: 0,
             },
         )
     }
@@ -183,22 +310,19 @@ impl<S> Log<S> {
         self.published.load(Ordering::Acquire)
     }
 
-    /// The oldest index still held.
+    /// The first index of the oldest segment still held.
     pub fn front(&self) -> u64 {
-        self.directory.lock().front().map_or(0, |s| s.base)
+        self.directory.lock().segment_from(0).unwrap_or(0)
     }
 
-    /// The segment holding `index`, or `Err(front)` when it was dropped.
-    fn segment_for(&self, index: u64) -> Result<Arc<Segment<S>>, u64> {
-        let directory = self.directory.lock();
-        let front = directory.front().map_or(0, |s| s.base);
-        if index < front {
-            return Err(front);
-        }
-        let at = ((index - front) / SEGMENT_LEN) as usize;
-        // An index past the last segment reads nothing: hand back the last one.
-        let segment = directory.get(at).or_else(|| directory.back());
-        segment.map(Arc::clone).ok_or(front)
+    /// How many segments the directory holds (each of [`SEGMENT_LEN`] slots).
+    pub fn segments(&self) -> usize {
+        self.directory.lock().segments
+    }
+
+    /// The segment holding `index`, or the released run holding it.
+    fn segment_for(&self, index: u64) -> Result<Arc<Segment<S>>, Gap> {
+        self.directory.lock().find(index)
     }
 }
 
@@ -213,7 +337,14 @@ impl<S: Slot> Log<S> {
 
     /// The first index in `from..published` whose entry satisfies `at_or_after` (a predicate
     /// that is false then true along the log, such as "position >= p"); `published` if none.
-    pub fn partition_point(&self, from: u64, at_or_after: impl Fn(&S::Value) -> bool) -> u64 {
+    /// A released run counts as satisfying it when `gap_at_or_after(through)` (its reported
+    /// key) holds, and the answer is then at most the run's first index.
+    pub fn partition_point(
+        &self,
+        from: u64,
+        at_or_after: impl Fn(&S::Value) -> bool,
+        gap_at_or_after: impl Fn(u64) -> bool,
+    ) -> u64 {
         let (mut low, mut high) = (from, self.published());
         while low < high {
             let mid = low + (high - low) / 2;
@@ -222,12 +353,18 @@ impl<S: Slot> Log<S> {
                     Some(false) => low = mid + 1,
                     _ => high = mid,
                 },
-                Err(front) => low = front.max(mid + 1),
+                Err(gap) if gap_at_or_after(gap.through) => high = gap.start.max(low),
+                Err(gap) => low = gap.end.max(mid + 1),
             }
         }
         low
     }
 }
+
+/// How many segments behind the front one [`LogWriter::trim`] checks per call, round-robin,
+/// so that a segment kept by one live event does not keep the dead ones behind it: the
+/// directory then holds at most about twice the segments that still have a live event.
+const SWEEP_PER_TRIM: usize = 2;
 
 impl<S: Slot> LogWriter<S> {
     /// Writes `entry` at the next index without publishing it; returns the index.
@@ -235,8 +372,13 @@ impl<S: Slot> LogWriter<S> {
         if !self.tail.contains(self.len) {
             let segment = Arc::new(Segment::new(self.len));
             // Linked before any of its slots is published (module invariant).
-            let _ = self.tail.next.set(Arc::clone(&segment));
-            log.directory.lock().push_back(Arc::clone(&segment));
+            let _ = self.tail.next.set(Arc::downgrade(&segment));
+            let mut directory = log.directory.lock();
+            directory
+                .runs
+                .insert(self.len, Held::Segment(Arc::clone(&segment)));
+            directory.segments += 1;
+            drop(directory);
             self.tail = segment;
         }
         let index = self.len;
@@ -256,26 +398,49 @@ impl<S: Slot> LogWriter<S> {
         log.published.store(self.len, Ordering::Release);
     }
 
-    /// Drops whole segments at the front whose every entry is `dead`, never the tail;
-    /// `dropped` sees the last entry of each segment dropped, just before it goes.
+    /// Releases segments whose every entry is `dead`, never the tail: the oldest ones while
+    /// they are dead, then up to [`SWEEP_PER_TRIM`] more, round-robin over the rest.
+    /// `dropped(index, entry)` sees the last entry of each segment released and returns its key
+    /// (the largest key of a released run is reported to readers as `through`).
     pub fn trim(
-        &self,
+        &mut self,
         log: &Log<S>,
         mut dead: impl FnMut(u64, &S::Value) -> bool,
-        mut dropped: impl FnMut(&S::Value),
+        mut dropped: impl FnMut(u64, &S::Value) -> u64,
     ) {
+        let tail = self.tail.base;
         let mut directory = log.directory.lock();
-        while directory.len() > 1 {
-            let Some(front) = directory.front() else {
-                break;
+        let mut release_if_dead = |directory: &mut Directory<S>, base: u64| -> bool {
+            let Some(Held::Segment(segment)) = directory.runs.get(&base) else {
+                return false;
             };
-            let all_dead = (front.base..front.base + SEGMENT_LEN)
-                .all(|index| front.with(index, |e| dead(index, e)).unwrap_or(true));
+            let all_dead = (base..base + SEGMENT_LEN)
+                .all(|index| segment.with(index, |e| dead(index, e)).unwrap_or(true));
             if !all_dead {
+                return false;
+            }
+            let last = base + SEGMENT_LEN - 1;
+            let through = segment.with(last, |e| dropped(last, e)).unwrap_or(0);
+            directory.release(base, through);
+            true
+        };
+        while let Some(front) = directory.segment_from(0) {
+            if front == tail || !release_if_dead(&mut directory, front) {
                 break;
             }
-            front.with(front.base + SEGMENT_LEN - 1, &mut dropped);
-            directory.pop_front();
+        }
+        for _ in 0..SWEEP_PER_TRIM {
+            match directory.segment_from(self.sweep) {
+                Some(base) if base != tail => {
+                    self.sweep = base + SEGMENT_LEN;
+                    release_if_dead(&mut directory, base);
+                }
+                // Reached the tail: start over from the front next time.
+                _ => {
+                    self.sweep = 0;
+                    break;
+                }
+            }
         }
     }
 }
@@ -330,18 +495,19 @@ impl<S: Slot> Cursor<S> {
             Some(s) if s.contains(self.index) => s,
             _ => match log.segment_for(self.index) {
                 Ok(s) => s,
-                Err(front) => {
-                    self.index = front;
-                    return Read::Dropped { front };
+                Err(gap) => {
+                    self.index = gap.end;
+                    return Read::dropped(gap);
                 }
             },
         };
         let mut read = 0;
         while read < max && self.index < published {
             if !segment.contains(self.index) {
-                match segment.next.get() {
-                    Some(next) => segment = Arc::clone(next),
-                    // Unreachable by the module invariant; stop rather than spin.
+                // The link, or the directory if the link no longer upgrades; `None`: the next
+                // segment was released, which the next read reports (`read` > 0 here).
+                match segment.next().or_else(|| log.segment_for(self.index).ok()) {
+                    Some(next) => segment = next,
                     None => break,
                 }
             }
@@ -373,15 +539,18 @@ impl<S: Slot> Cursor<S> {
         }
         let mut segment = match self.segment.take() {
             Some(s) if s.base <= index && index < s.base + WALK * SEGMENT_LEN => s,
-            _ => log
-                .segment_for(index)
-                .map_err(|front| Read::Dropped { front })?,
+            _ => log.segment_for(index).map_err(Read::dropped)?,
         };
         while !segment.contains(index) {
-            match segment.next.get() {
-                Some(next) => segment = Arc::clone(next),
-                None => return Err(Read::Entries(0)),
-            }
+            segment = if let Some(next) = segment.next() {
+                next
+            } else {
+                let found = log.segment_for(index).map_err(Read::dropped)?;
+                if !found.contains(index) {
+                    return Err(Read::Entries(0));
+                }
+                found
+            };
         }
         let found = segment.with(index, f).ok_or(Read::Entries(0));
         self.segment = Some(segment);
@@ -413,7 +582,7 @@ mod tests {
             assert!(n <= 7);
         }
         assert_eq!(seen, (0..(SEGMENT_LEN * 3 + 5)).collect::<Vec<_>>());
-        assert_eq!(log.partition_point(0, |e| *e >= 200), 200);
+        assert_eq!(log.partition_point(0, |e| *e >= 200, |_| true), 200);
         assert_eq!(log.with(5, |e| *e), Some(5));
         let mut finder = Cursor::new(0);
         for i in [3, 4, 130, 131, 300, 2] {
@@ -430,22 +599,73 @@ mod tests {
         }
         writer.publish(&log);
         let mut last_dropped = None;
-        writer.trim(&log, |_, e| *e < SEGMENT_LEN, |e| last_dropped = Some(*e));
+        writer.trim(
+            &log,
+            |_, e| *e < SEGMENT_LEN,
+            |_, e| {
+                last_dropped = Some(*e);
+                *e + 1
+            },
+        );
         assert_eq!(last_dropped, Some(SEGMENT_LEN - 1));
         assert_eq!(log.front(), SEGMENT_LEN);
         let mut cursor = Cursor::new(3);
-        assert_eq!(
-            cursor.read(&log, 1, |_, _| true),
-            Read::Dropped { front: SEGMENT_LEN }
-        );
-        assert_eq!(
-            Cursor::new(0).lookup(&log, 1, |e| *e),
-            Err(Read::Dropped { front: SEGMENT_LEN })
-        );
+        let dropped = Read::Dropped {
+            front: SEGMENT_LEN,
+            through: SEGMENT_LEN,
+        };
+        assert_eq!(cursor.read(&log, 1, |_, _| true), dropped);
+        assert_eq!(Cursor::new(0).lookup(&log, 1, |e| *e), Err(dropped));
         assert_eq!(cursor.read(&log, 1, |_, _| true), Read::Entries(1));
         assert_eq!(cursor.index(), SEGMENT_LEN + 1);
         // The tail is never dropped.
-        writer.trim(&log, |_, _| true, |_| {});
+        writer.trim(&log, |_, _| true, |_, e| *e + 1);
         assert_eq!(log.front(), SEGMENT_LEN * 2);
+        assert_eq!(log.segments(), 1);
+    }
+
+    /// A live segment at the front does not keep the dead ones behind it; released runs merge,
+    /// and a reader walking from the live segment is told where the released run ends.
+    #[test]
+    fn dead_segments_behind_a_live_one_are_released_and_merged() {
+        let (log, mut writer) = Log::<Ints>::new();
+        let live = |i: u64| i == 5 || i >= SEGMENT_LEN * 40;
+        let mut reader = Cursor::new(0);
+        for i in 0..SEGMENT_LEN * 41 {
+            writer.push(&log, i);
+            writer.publish(&log);
+            if i == 5 {
+                assert_eq!(reader.read(&log, 10, |_, _| true), Read::Entries(6));
+            }
+            if (i + 1) % SEGMENT_LEN == 1 {
+                writer.trim(&log, |_, e| !live(*e), |_, e| *e + 1);
+            }
+        }
+        assert!(log.segments() <= 4, "{} segments held", log.segments());
+        let runs = log.directory.lock().runs.len();
+        assert_eq!(runs, log.segments() + 1, "released runs were not merged");
+        assert_eq!(log.front(), 0);
+        assert_eq!(log.with(5, |e| *e), Some(5));
+        assert_eq!(log.with(SEGMENT_LEN * 3, |e| *e), None);
+        // The reader stands in segment 0: it reads the rest of it, then learns of the run.
+        let mut seen = Vec::new();
+        let first = reader.read(&log, 1_000, |_, e| {
+            seen.push(*e);
+            true
+        });
+        assert_eq!(first, Read::Entries((SEGMENT_LEN - 6) as usize));
+        let Read::Dropped { front, through } = reader.read(&log, 1, |_, _| true) else {
+            panic!("the released run was not reported");
+        };
+        assert_eq!(through, front);
+        assert!(front >= SEGMENT_LEN * 37);
+        assert_eq!(
+            log.partition_point(0, |e| *e >= 1_000, |through| through > 1_000),
+            SEGMENT_LEN
+        );
+        assert_eq!(
+            log.partition_point(0, |e| *e >= 6, |through| through > 6),
+            6
+        );
     }
 }

@@ -73,11 +73,14 @@ pub(crate) fn read_log<S: Slot, T>(
         match read {
             Read::Entries(0) => break,
             Read::Entries(_) => {}
-            Read::Dropped { front } => {
-                // Whole segments dropped: every entry in them was dead. For the global log the
-                // index is the position, so the count is exact; for a category log it is not
-                // known, and the page reports at least one.
-                truncated += front.saturating_sub(before).max(1);
+            Read::Dropped { front, through } => {
+                // Released segments: every entry in them was dead. For the global log the index
+                // is the position, so the count is exact; for a category log it counts the
+                // slots released from the first one read (the first run may hold a few below
+                // `from_position`). Nothing is counted when all of them were below it.
+                if through > from_position {
+                    truncated += front.saturating_sub(before).max(1);
+                }
             }
         }
     }

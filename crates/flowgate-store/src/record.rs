@@ -288,7 +288,8 @@ pub struct Page<T> {
     /// `next` returns nothing now (though appends may add more later).
     pub is_end: bool,
     /// Events in the range this page covered that retention had removed (for a category
-    /// read over log segments already released, a lower bound: at least one).
+    /// read over log segments already released, the released slots it passed: an estimate that
+    /// may include other streams' slots just below the start).
     pub truncated: u64,
 }
 

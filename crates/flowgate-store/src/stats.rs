@@ -19,7 +19,8 @@
 pub struct StoreStats {
     /// Streams held.
     pub streams: usize,
-    /// Categories seen (a category stays known after its streams are gone).
+    /// Categories held: those with a stream or an open category subscription (a category goes
+    /// when its last stream is evicted and no subscription holds it).
     pub categories: usize,
     /// Events ever appended: the next global position.
     pub appended: u64,

@@ -8,8 +8,9 @@
 //! of another stream, so a read never blocks appends to other streams.
 //!
 //! Lock order (never taken the other way round): the stream map, then the category map, then
-//! the commit lock; the stream map, then one stream (eviction); one stream, then the commit
-//! lock (append).
+//! the commit lock; the stream map, then the pending map (stream creation, stream
+//! subscriptions); the stream map, then one stream (eviction); one stream, then the commit
+//! lock (append). No user code (the `payload_size` function) runs under any of them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,7 +30,7 @@ use crate::notify::{handshake_fence, Notifier};
 use crate::read::{empty_page, read_forward, read_log, Resolved};
 use crate::record::{Appended, ExpectedVersion, Page, Record, Recorded, StreamInfo};
 use crate::stats::StoreStats;
-use crate::stream::{AllLog, Category, Entry, Stream, StreamState};
+use crate::stream::{AllLog, Category, Entry, Holder, PendingStream, Stream, StreamState};
 use crate::subscription::{SubscribeBuilder, Target};
 use crate::StoreError;
 
@@ -39,7 +40,20 @@ type Map<V> = HashMap<Arc<str>, V, SeededState>;
 #[derive(Debug)]
 struct Commit<T> {
     all: LogWriter<OnceLock<Entry<T>>>,
-    categories: Vec<LogWriter<Pair>>,
+    /// Indexed by [`Category::writer`]; `None` for a slot whose category was removed, until a
+    /// new category takes it from `free_writers`.
+    categories: Vec<Option<LogWriter<Pair>>>,
+    free_writers: Vec<usize>,
+}
+
+impl<T> Commit<T> {
+    fn category(&self, writer: usize) -> Option<&LogWriter<Pair>> {
+        self.categories.get(writer).and_then(Option::as_ref)
+    }
+
+    fn category_mut(&mut self, writer: usize) -> Option<&mut LogWriter<Pair>> {
+        self.categories.get_mut(writer).and_then(Option::as_mut)
+    }
 }
 
 /// Statistics counters; `Relaxed`, read without ordering.
@@ -56,6 +70,11 @@ pub(crate) struct Counters {
 pub(crate) struct Inner<T> {
     pub(crate) config: Config<T>,
     streams: Mutex<Map<Arc<Stream<T>>>>,
+    /// Stream subscriptions opened before their stream existed, by name: the first stream
+    /// created under the name is handed to them here (under the stream map's lock), so they
+    /// follow that incarnation even if it is evicted before they look. Entries go when the
+    /// stream is created or the last such subscription is dropped.
+    pending: Mutex<Map<PendingStream<T>>>,
     categories: Mutex<Map<Arc<Category>>>,
     commit: Mutex<Commit<T>>,
     /// Every event, indexed by global position.
@@ -163,10 +182,12 @@ impl<T: Send + Sync + 'static> Store<T> {
             inner: Arc::new(Inner {
                 config,
                 streams: Mutex::new(HashMap::with_hasher(seed)),
+                pending: Mutex::new(HashMap::with_hasher(seed)),
                 categories: Mutex::new(HashMap::with_hasher(seed)),
                 commit: Mutex::new(Commit {
                     all: writer,
                     categories: Vec::new(),
+                    free_writers: Vec::new(),
                 }),
                 all,
                 all_notifier: Notifier::new(),
@@ -208,7 +229,15 @@ impl<T: Send + Sync + 'static> Store<T> {
         expected: ExpectedVersion,
         event: Event<T>,
     ) -> Result<Appended, StoreError> {
-        self.append_iter(stream, expected, std::iter::once(event), 1)
+        let category_len = checked(stream, 1)?;
+        let size = self.inner.payload_size(stream, 0, &event)?;
+        self.append_sized(
+            stream,
+            category_len,
+            expected,
+            std::iter::once((event, size)),
+            1,
+        )
     }
 
     /// Appends `events` to `stream`, all or none, if its version is as `expected`. The events
@@ -237,23 +266,26 @@ impl<T: Send + Sync + 'static> Store<T> {
         events: impl IntoIterator<Item = Event<T>>,
     ) -> Result<Appended, StoreError> {
         let events: Vec<Event<T>> = events.into_iter().collect();
-        let count = events.len();
-        self.append_iter(stream, expected, events.into_iter(), count)
+        let category_len = checked(stream, events.len())?;
+        let mut sized = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            let size = self.inner.payload_size(stream, index, &event)?;
+            sized.push((event, size));
+        }
+        let count = sized.len();
+        self.append_sized(stream, category_len, expected, sized.into_iter(), count)
     }
 
-    fn append_iter(
+    /// Appends events already sized (no user code runs from here on, so a panic cannot leave
+    /// an append half done).
+    fn append_sized(
         &self,
         stream: &str,
+        category_len: usize,
         expected: ExpectedVersion,
-        events: impl Iterator<Item = Event<T>>,
+        events: impl Iterator<Item = (Event<T>, u64)>,
         count: usize,
     ) -> Result<Appended, StoreError> {
-        let category_len = name::parse(stream)?;
-        if count == 0 {
-            return Err(StoreError::EmptyAppend {
-                stream: stream.to_owned(),
-            });
-        }
         loop {
             let target = self
                 .inner
@@ -273,7 +305,7 @@ impl<T: Send + Sync + 'static> Store<T> {
         target: &Stream<T>,
         mut state: MutexGuard<'_, StreamState<T>>,
         expected: ExpectedVersion,
-        mut events: impl Iterator<Item = Event<T>>,
+        mut events: impl Iterator<Item = (Event<T>, u64)>,
         count: usize,
     ) -> Result<Appended, StoreError> {
         let inner = &*self.inner;
@@ -299,16 +331,12 @@ impl<T: Send + Sync + 'static> Store<T> {
             first_position = commit.all.written();
             let category = &target.category;
             let category_first = commit
-                .categories
-                .get(category.writer)
+                .category(category.writer)
                 .map_or(0, LogWriter::written);
             for version in first_version..first_version + count as u64 {
-                let Some(event) = events.next() else { break };
-                let size = inner
-                    .config
-                    .size_of
-                    .as_ref()
-                    .map_or(0, |size_of| size_of(event.payload()) as u64);
+                let Some((event, size)) = events.next() else {
+                    break;
+                };
                 bytes += size;
                 let position = commit.all.written();
                 let record = Arc::new(Record {
@@ -327,7 +355,7 @@ impl<T: Send + Sync + 'static> Store<T> {
                         id_hash,
                     },
                 );
-                if let Some(writer) = commit.categories.get_mut(category.writer) {
+                if let Some(writer) = commit.category_mut(category.writer) {
                     writer.push(&category.log, (position, id_hash));
                 }
                 state.events.push_back(Recorded { inner: record });
@@ -336,10 +364,10 @@ impl<T: Send + Sync + 'static> Store<T> {
             // The global log first: a reader that sees a category entry must find its
             // position published in the global log.
             commit.all.publish(&inner.all);
-            if let Some(writer) = commit.categories.get(category.writer) {
+            if let Some(writer) = commit.category(category.writer) {
                 writer.publish(&category.log);
             }
-            inner.trim_fronts(&commit, category, first_position, category_first);
+            inner.trim_logs(&mut commit, category, first_position, category_first);
         }
         state.next_version = first_version + (last_position - first_position) + 1;
         if bytes > 0 {
@@ -544,14 +572,15 @@ impl<T: Send + Sync + 'static> Store<T> {
         let Some(category) = self.inner.categories.lock().get(category).cloned() else {
             return Ok(empty_page(from_position));
         };
-        let start = category
-            .log
-            .partition_point(0, |&(position, _)| position >= from_position);
-        let dropped = category.removed_before(from_position);
+        let start = category.log.partition_point(
+            0,
+            |&(position, _)| position >= from_position,
+            |through| through > from_position,
+        );
         let mut cursor = Cursor::new(start);
         let mut finder = Cursor::new(from_position);
         let all = &self.inner.all;
-        let mut page = read_log(
+        Ok(read_log(
             &category.log,
             &mut cursor,
             from_position,
@@ -560,13 +589,7 @@ impl<T: Send + Sync + 'static> Store<T> {
                 position,
                 record: finder.lookup(all, position, Entry::upgrade).ok().flatten(),
             },
-        );
-        if let Some(dropped_through) = dropped {
-            // Released slots no longer say how many there were: at least one.
-            page.truncated += 1;
-            page.next = page.next.max(dropped_through);
-        }
-        Ok(page)
+        ))
     }
 
     /// Reads up to `max_count` events of the whole store from global position `from_position`
@@ -737,66 +760,171 @@ impl<T: Send + Sync + 'static> Store<T> {
     }
 }
 
+impl<T> Inner<T> {
+    /// `holder` no longer holds `category` (its stream was evicted, or its subscription
+    /// dropped). A category that then has neither a stream nor a subscription is removed,
+    /// with its log and its writer (whose slot a later category reuses). No appender writes to
+    /// it any more: its streams are all evicted, and appenders recheck that under the stream's
+    /// lock.
+    pub(crate) fn release_category(&self, category: &Category, holder: Holder) {
+        let mut categories = self.categories.lock();
+        // Relaxed: read and written under the category map's lock only.
+        holder.counter(category).fetch_sub(1, Ordering::Relaxed);
+        if category.streams.load(Ordering::Relaxed) > 0
+            || category.subscriptions.load(Ordering::Relaxed) > 0
+        {
+            return;
+        }
+        let is_this = categories
+            .get(&category.name)
+            .is_some_and(|held| std::ptr::eq(Arc::as_ptr(held), category));
+        if is_this {
+            categories.remove(&category.name);
+            let mut commit = self.commit.lock();
+            if let Some(slot) = commit.categories.get_mut(category.writer) {
+                *slot = None;
+                commit.free_writers.push(category.writer);
+            }
+        }
+    }
+
+    /// A subscription waiting in `waiting` for stream `stream` is gone: forgets the entry when
+    /// no other subscription waits on it.
+    pub(crate) fn forget_pending(&self, stream: &str, waiting: &PendingStream<T>) {
+        let mut pending = self.pending.lock();
+        let last = pending
+            .get(stream)
+            // Two: the map's and `waiting`; others clone it only under this lock.
+            .is_some_and(|held| Arc::ptr_eq(held, waiting) && Arc::strong_count(held) == 2);
+        if last {
+            pending.remove(stream);
+        }
+    }
+}
+
+/// Checks an append's stream name and event count; returns the category's length.
+fn checked(stream: &str, count: usize) -> Result<usize, StoreError> {
+    let category_len = name::parse(stream)?;
+    if count == 0 {
+        return Err(StoreError::EmptyAppend {
+            stream: stream.to_owned(),
+        });
+    }
+    Ok(category_len)
+}
+
 impl<T: Send + Sync + 'static> Inner<T> {
+    /// The size of `event`'s payload by the user's `payload_size` function (0 without one),
+    /// called before the append takes any lock; a panic in it is caught and returned as
+    /// [`StoreError::PayloadSizePanicked`].
+    fn payload_size(
+        &self,
+        stream: &str,
+        index: usize,
+        event: &Event<T>,
+    ) -> Result<u64, StoreError> {
+        let Some(size_of) = &self.config.size_of else {
+            return Ok(0);
+        };
+        // AssertUnwindSafe: the function sees only the caller's payload, which is dropped with
+        // the failed append; no state of the store is reachable from it.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            size_of(event.payload()) as u64
+        }))
+        .map_err(|_panic| StoreError::PayloadSizePanicked {
+            stream: stream.to_owned(),
+            index,
+        })
+    }
+
     pub(crate) fn lookup(&self, stream: &str) -> Option<Arc<Stream<T>>> {
         self.streams.lock().get(stream).cloned()
     }
 
-    /// The category, created if needed (with its writer in the commit state).
-    pub(crate) fn category(&self, category: &str) -> Arc<Category> {
-        let mut categories = self.categories.lock();
-        if let Some(found) = categories.get(category) {
-            return Arc::clone(found);
+    /// The stream named `stream`, or (when there is none) where the first stream created under
+    /// that name will be handed over.
+    pub(crate) fn stream_or_pending(
+        &self,
+        stream: &str,
+    ) -> Result<Arc<Stream<T>>, PendingStream<T>> {
+        let streams = self.streams.lock();
+        if let Some(found) = streams.get(stream) {
+            return Ok(Arc::clone(found));
         }
-        let name: Arc<str> = Arc::from(category);
-        let (log, writer) = Log::new();
-        let mut commit = self.commit.lock();
-        let created = Arc::new(Category {
-            name: Arc::clone(&name),
-            writer: commit.categories.len(),
-            log,
-            notifier: Notifier::new(),
-            dropped_through: AtomicU64::new(0),
-        });
-        commit.categories.push(writer);
-        drop(commit);
-        categories.insert(name, Arc::clone(&created));
-        created
+        let mut pending = self.pending.lock();
+        if let Some(waiting) = pending.get(stream) {
+            return Err(Arc::clone(waiting));
+        }
+        let waiting = PendingStream::default();
+        pending.insert(Arc::from(stream), Arc::clone(&waiting));
+        Err(waiting)
     }
 
-    /// After an append that opened a segment in the global log or in `category`'s log, drops
-    /// front segments whose events are all gone (under the commit lock).
-    fn trim_fronts(
+    /// The category, created if needed (with its writer in the commit state). `Holder` says
+    /// who will hold it: a new stream or a subscription, counted under the category map's lock
+    /// so that [`release_category`](Self::release_category) removes only categories nobody
+    /// holds.
+    pub(crate) fn category(&self, category: &str, holder: Holder) -> Arc<Category> {
+        let mut categories = self.categories.lock();
+        let found = if let Some(found) = categories.get(category) {
+            Arc::clone(found)
+        } else {
+            let name: Arc<str> = Arc::from(category);
+            let (log, writer) = Log::new();
+            let mut commit = self.commit.lock();
+            let index = if let Some(index) = commit.free_writers.pop() {
+                commit.categories[index] = Some(writer);
+                index
+            } else {
+                commit.categories.push(Some(writer));
+                commit.categories.len() - 1
+            };
+            drop(commit);
+            let created = Arc::new(Category {
+                name: Arc::clone(&name),
+                writer: index,
+                log,
+                notifier: Notifier::new(),
+                streams: AtomicUsize::new(0),
+                subscriptions: AtomicUsize::new(0),
+            });
+            categories.insert(name, Arc::clone(&created));
+            created
+        };
+        // Relaxed: read and written under the category map's lock only.
+        holder.counter(&found).fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// After an append that opened a segment in the global log or in `category`'s log,
+    /// releases segments whose events are all gone (under the commit lock).
+    fn trim_logs(
         &self,
-        commit: &Commit<T>,
+        commit: &mut Commit<T>,
         category: &Category,
         first_position: u64,
         category_first: u64,
     ) {
         if first_position / SEGMENT_LEN != commit.all.written() / SEGMENT_LEN {
-            commit
-                .all
-                .trim(&self.all, |_, entry| entry.is_dead(), |_| {});
+            commit.all.trim(
+                &self.all,
+                |_, entry| entry.is_dead(),
+                // The index is the position: one past the last position released.
+                |index, _| index + 1,
+            );
         }
-        if let Some(writer) = commit.categories.get(category.writer) {
+        if let Some(writer) = commit.category_mut(category.writer) {
             if category_first / SEGMENT_LEN != writer.written() / SEGMENT_LEN {
-                let front = self.all.front();
                 let mut finder = Cursor::new(0);
                 writer.trim(
                     &category.log,
                     |_, &(position, _)| {
-                        position < front
-                            || finder
-                                .lookup(&self.all, position, Entry::is_dead)
-                                .unwrap_or(true)
+                        // A position in a released run of the global log is dead too.
+                        finder
+                            .lookup(&self.all, position, Entry::is_dead)
+                            .unwrap_or(true)
                     },
-                    |&(position, _)| {
-                        // Release: pairs with the Acquire loads of readers that start a
-                        // cursor in front of the dropped entries.
-                        category
-                            .dropped_through
-                            .fetch_max(position + 1, Ordering::Release);
-                    },
+                    |_, &(position, _)| position + 1,
                 );
             }
         }
@@ -849,6 +977,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
                         };
                         if let Some(gone) = streams.remove(&victim) {
                             self.evict(&gone);
+                            self.release_category(&gone.category, Holder::Stream);
                             evicted.push(gone);
                         }
                     }
@@ -856,7 +985,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
             }
         }
         let name: Arc<str> = Arc::from(stream);
-        let category = self.category(&stream[..category_len]);
+        let category = self.category(&stream[..category_len], Holder::Stream);
         let created = Arc::new(Stream {
             info: Arc::new(StreamInfo {
                 name: Arc::clone(&name),
@@ -869,6 +998,9 @@ impl<T: Send + Sync + 'static> Inner<T> {
             last_appended: AtomicU64::new(u64::MAX),
             notifier: Notifier::new(),
         });
+        if let Some(waiting) = self.pending.lock().remove(stream) {
+            waiting.lock().get_or_insert_with(|| Arc::clone(&created));
+        }
         streams.insert(name, Arc::clone(&created));
         drop(streams);
         // Woken outside the map's lock: a woken subscription looks streams up.
@@ -1012,8 +1144,37 @@ mod tests {
             "global log still holds {} slots",
             held(inner.all.front())
         );
-        let category = inner.category("big");
+        let category = inner.category("big", Holder::Subscription);
         assert!(held(category.log.front()) <= 2 * SEGMENT_LEN);
         assert_eq!(store.read_all(0, 100).unwrap().events.len(), 10);
+    }
+
+    /// A quiet stream's event keeps its segment, and only it: the segments of the busy stream
+    /// behind it are released from both logs.
+    #[test]
+    fn a_live_segment_does_not_keep_the_dead_ones_behind_it() {
+        let store = Store::<u64>::builder()
+            .max_events_per_stream(10)
+            .build()
+            .unwrap();
+        store.append("big-0", ExpectedVersion::Any, ev(0)).unwrap();
+        for i in 0..20_000 {
+            store.append("big-1", ExpectedVersion::Any, ev(i)).unwrap();
+        }
+        let inner = &store.inner;
+        assert!(
+            inner.all.segments() <= 6,
+            "{} segments",
+            inner.all.segments()
+        );
+        let category = inner.category("big", Holder::Subscription);
+        assert!(
+            category.log.segments() <= 6,
+            "{} segments",
+            category.log.segments()
+        );
+        let page = store.read_category("big", 0, 100).unwrap();
+        assert_eq!(page.events.len(), 11);
+        assert_eq!(page.truncated, 20_000 - 10);
     }
 }

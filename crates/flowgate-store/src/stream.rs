@@ -9,13 +9,15 @@
 //!
 //! Invariant of [`Category`]: its log holds, in global position order, the position of every
 //! event ever appended to a stream of the category; it is written only under the store's
-//! commit lock.
+//! commit lock. The store's category map holds it while it has a stream or a subscription
+//! (both counted under the map's lock); once it has neither it is removed, and its writer slot
+//! is freed: no appender can still write to it, since all its streams were evicted.
 
 use std::collections::VecDeque;
 // Data, not synchronization: records are shared by std `Arc`/`Weak` whatever the cfg.
 use std::sync::{Arc, OnceLock, Weak};
 
-use flowgate_core::sync::atomic::{AtomicU64, Ordering};
+use flowgate_core::sync::atomic::{AtomicU64, AtomicUsize};
 use flowgate_core::sync::Mutex;
 
 use crate::log::{Log, Pair};
@@ -56,21 +58,33 @@ pub(crate) struct Category {
     pub(crate) writer: usize,
     pub(crate) log: CategoryLog,
     pub(crate) notifier: Notifier,
-    /// One past the position of the last entry dropped with a released front segment (0:
-    /// none). A reader starting below it starts inside released history. Raised under the
-    /// commit lock.
-    pub(crate) dropped_through: AtomicU64,
+    /// Streams of this category in the store. Changed under the store's category map lock.
+    pub(crate) streams: AtomicUsize,
+    /// Open subscriptions to this category. Changed under the store's category map lock.
+    pub(crate) subscriptions: AtomicUsize,
 }
 
-impl Category {
-    /// When a reader starting at `position` starts inside history whose slots were released
-    /// (so it cannot tell which events it missed), the position where that history ends.
-    pub(crate) fn removed_before(&self, position: u64) -> Option<u64> {
-        // Acquire: pairs with the Release `fetch_max` of the trimmer.
-        let through = self.dropped_through.load(Ordering::Acquire);
-        (position < through).then_some(through)
+/// Who holds a [`Category`], for the counts that decide when it is removed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Holder {
+    Stream,
+    Subscription,
+}
+
+impl Holder {
+    pub(crate) fn counter(self, category: &Category) -> &AtomicUsize {
+        match self {
+            Self::Stream => &category.streams,
+            Self::Subscription => &category.subscriptions,
+        }
     }
 }
+
+/// Where the first stream created under a name is handed to the subscriptions that were
+/// opened before it existed (set once, under the store's stream map lock). A shim mutex rather
+/// than a `OnceLock`, so that loom sees the hand-over order the subscription's reads of the new
+/// stream.
+pub(crate) type PendingStream<T> = Arc<Mutex<Option<Arc<Stream<T>>>>>;
 
 /// See the [module docs](self).
 #[derive(Debug)]

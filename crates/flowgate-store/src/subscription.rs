@@ -30,7 +30,7 @@ use crate::notify::Notifier;
 use crate::read::{read_forward, Resolved};
 use crate::record::Recorded;
 use crate::store::{Inner, Store};
-use crate::stream::{Category, Entry, Stream};
+use crate::stream::{Category, Entry, Holder, PendingStream, Stream};
 use crate::StoreError;
 
 /// What a subscription follows.
@@ -48,7 +48,9 @@ pub enum Target {
     All,
     /// Every event of the streams of one category, in global order.
     Category(String),
-    /// One stream's events, in version order. Positions are versions.
+    /// One stream's events, in version order. Positions are versions. Opened before the stream
+    /// exists, the subscription follows the first stream created under the name after it
+    /// opened (and gets [`StoreError::StreamEvicted`] if that one is evicted).
     Stream(String),
 }
 
@@ -210,8 +212,6 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
                 _ => return Err(StoreError::InvalidGroupMember { member, size }),
             },
         };
-        // A removal the subscription must report before anything else.
-        let mut truncated = None;
         let (source, start) = match self.target {
             Target::All => {
                 let start = match self.start {
@@ -228,27 +228,25 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
             }
             Target::Category(category) => {
                 name::parse_category(&category)?;
-                let category = inner.category(&category);
+                let category = inner.category(&category, Holder::Subscription);
                 let start = match self.start {
                     Start::Beginning => 0,
                     Start::End => inner.all.published(),
                     Start::At(p) => p,
                 };
-                let index = category
-                    .log
-                    .partition_point(0, |&(position, _)| position >= start);
-                // Starting inside released history: every event of the category from `start`
-                // up to `through` was removed (the live ones are all at or after it).
-                if let Some(through) = category.removed_before(start) {
-                    truncated = Some((start, through));
-                }
-                let scanned_to = truncated.map_or(start, |(_, through)| through);
+                // A released run that held a position at or after `start` may hold the first
+                // entry to read: the cursor starts at it, and reports it (see `fill_log`).
+                let index = category.log.partition_point(
+                    0,
+                    |&(position, _)| position >= start,
+                    |through| through > start,
+                );
                 (
                     Source::Category {
                         category,
                         cursor: Cursor::new(index),
                         finder: Cursor::new(start),
-                        scanned_to,
+                        scanned_to: start,
                         start,
                     },
                     start,
@@ -256,7 +254,10 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
             }
             Target::Stream(stream) => {
                 name::parse(&stream)?;
-                let bound = inner.lookup(&stream);
+                let (bound, pending) = match inner.stream_or_pending(&stream) {
+                    Ok(found) => (Some(found), None),
+                    Err(waiting) => (None, Some(waiting)),
+                };
                 let start = match self.start {
                     Start::Beginning => 0,
                     Start::End => bound.as_ref().map_or(0, |s| s.state.lock().next_version),
@@ -266,6 +267,7 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
                     Source::Stream {
                         name: stream,
                         stream: bound,
+                        pending,
                         next_version: start,
                     },
                     start,
@@ -273,19 +275,12 @@ impl<'a, T: Send + Sync + 'static> SubscribeBuilder<'a, T> {
             }
         };
         inner.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
-        let mut buffer = VecDeque::new();
-        if let Some((missed_from, resume_at)) = truncated {
-            buffer.push_back(Err(StoreError::Truncated {
-                missed_from,
-                resume_at,
-            }));
-        }
         Ok(Subscription {
             inner,
             source,
-            buffer,
+            buffer: VecDeque::new(),
             capacity: self.buffer,
-            expected: truncated.map_or(start, |(_, through)| through),
+            expected: start,
             yielded_to: start,
             group,
             checkpoints: None,
@@ -315,6 +310,10 @@ enum Source<T> {
         name: String,
         /// `None` until the stream exists.
         stream: Option<Arc<Stream<T>>>,
+        /// Until then, where the store hands over the first stream created under `name` after
+        /// the subscription opened (so an incarnation evicted before the subscription looks is
+        /// still the one it follows, and reports as evicted).
+        pending: Option<PendingStream<T>>,
         next_version: u64,
     },
 }
@@ -605,10 +604,14 @@ impl<T: Send + Sync + 'static> Subscription<T> {
             Source::Stream {
                 name,
                 stream,
+                pending,
                 next_version,
             } => {
                 if stream.is_none() {
-                    *stream = self.inner.lookup(name);
+                    *stream = pending.as_ref().and_then(|waiting| waiting.lock().clone());
+                    if stream.is_some() {
+                        pending.take();
+                    }
                 }
                 let Some(bound) = stream else {
                     return false;
@@ -705,7 +708,7 @@ fn fill_log<S: Slot, T>(
                     missed_from.get_or_insert(entry.position);
                 }
                 Some(recorded) => {
-                    if let Some(from) = missed_from.take() {
+                    if let Some(from) = missed_from.take().filter(|&f| f < entry.position) {
                         buffer.push_back(Err(StoreError::Truncated {
                             missed_from: from,
                             resume_at: entry.position,
@@ -723,8 +726,18 @@ fn fill_log<S: Slot, T>(
         match read {
             Read::Entries(0) => break,
             Read::Entries(_) => {}
-            Read::Dropped { front } => {
-                missed_from.get_or_insert(*expected);
+            Read::Dropped { front, through } => {
+                // The released run is ours to report only if it held a position this
+                // subscription would still receive (`through` is one past its last position):
+                // at or after the start, and after every entry already passed (for a category,
+                // `scanned_to`; those were delivered, not ours, or opened the run already).
+                let passed = scanned_to
+                    .as_deref()
+                    .map_or(*expected, |&s| s.max(*expected));
+                let from = passed.max(skip_below);
+                if through > from {
+                    missed_from.get_or_insert(from);
+                }
                 let resumed = resume(front);
                 if let Some(scanned) = scanned_to.as_deref_mut() {
                     *scanned = (*scanned).max(resumed);
@@ -737,11 +750,14 @@ fn fill_log<S: Slot, T>(
             Some(scanned) => *scanned,
             None => cursor.index(),
         };
-        buffer.push_back(Err(StoreError::Truncated {
-            missed_from: from,
-            resume_at,
-        }));
-        *expected = resume_at;
+        // Never an empty or backward range.
+        if from < resume_at {
+            buffer.push_back(Err(StoreError::Truncated {
+                missed_from: from,
+                resume_at,
+            }));
+            *expected = resume_at;
+        }
     }
 }
 
@@ -755,6 +771,17 @@ impl<T: Send + Sync + 'static> futures_core::Stream for Subscription<T> {
 
 impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
+        match &mut self.source {
+            Source::Stream { name, pending, .. } => {
+                if let Some(waiting) = pending.take() {
+                    self.inner.forget_pending(name, &waiting);
+                }
+            }
+            Source::Category { category, .. } => {
+                self.inner.release_category(category, Holder::Subscription);
+            }
+            Source::All { .. } => {}
+        }
         if let Some(waiting) = self.waiting.take() {
             notifier_of(
                 &self.inner,
