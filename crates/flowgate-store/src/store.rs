@@ -392,7 +392,7 @@ impl<T: Send + Sync + 'static> Store<T> {
         if inner.config.max_age.is_some()
             && first_position / SWEEP_EVERY != (last_position + 1) / SWEEP_EVERY
         {
-            inner.sweep_expired();
+            inner.sweep_expired(false);
         }
         Ok(Appended {
             first_version,
@@ -667,8 +667,12 @@ impl<T: Send + Sync + 'static> Store<T> {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// If a sweep is already running (an append started one), this waits for it to finish and
+    /// then sweeps itself, so that everything expired by the time of the call is gone when it
+    /// returns (the count is what this call removed).
     pub fn expire(&self) -> u64 {
-        self.inner.sweep_expired()
+        self.inner.sweep_expired(true)
     }
 
     /// Runs [`expire`](Self::expire) every `period` on the current tokio runtime, so that old
@@ -718,7 +722,7 @@ impl<T: Send + Sync + 'static> Store<T> {
                 let Some(inner) = store.upgrade() else {
                     return;
                 };
-                inner.sweep_expired();
+                inner.sweep_expired(false);
             }
         }))
     }
@@ -1033,18 +1037,23 @@ impl<T: Send + Sync + 'static> Inner<T> {
 
     /// Removes events older than `max_age`, walking the global log from where the last sweep
     /// stopped; one sweeper at a time (others return 0 at once).
-    fn sweep_expired(&self) -> u64 {
+    /// Removes the expired events. With `wait`, a sweep already running is waited for (a short
+    /// spin: a sweep only pops records); without, this returns 0 at once if one runs.
+    fn sweep_expired(&self, wait: bool) -> u64 {
         let Some(max_age) = self.config.max_age else {
             return 0;
         };
         // Acquire: pairs with the previous sweeper's Release store of `false` below, so this
         // sweeper sees the `swept_to` it left.
-        if self
+        while self
             .sweeping
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            return 0;
+            if !wait {
+                return 0;
+            }
+            flowgate_core::sync::spin_yield();
         }
         let now = tokio::time::Instant::now();
         let expired = |record: &Record<T>| {
