@@ -39,7 +39,7 @@ use crate::bus::{Bus, BusReport};
 use crate::config::{Backpressure, DeliveryMode};
 use crate::error::{BusError, PublishError};
 use crate::stats::TopicStats;
-use crate::topic::{Published, Subscription, Topic};
+use crate::topic::{check_names, Published, Subscription, Topic};
 
 /// A topic's settings, as every backend takes them. The defaults are the in-process bus's
 /// (1 partition, 1,024 events per buffer, concurrency 1, at-least-once, `Block`).
@@ -530,17 +530,7 @@ impl<T: Send + Sync + 'static> BackendTopic<T> for Topic<T> {
 
     async fn subscribe(&self, request: SubscribeRequest<T>) -> Result<Subscription<T>, BusError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
-        if request.name.trim().is_empty()
-            || request
-                .group
-                .as_deref()
-                .is_some_and(|g| g.trim().is_empty())
-        {
-            return Err(BusError::InvalidConfig {
-                what: "subscriber name",
-                reason: "empty: name the subscriber (and its group), it appears in stats and dead letters".into(),
-            });
-        }
+        check_names(&request.name, request.group.as_deref())?;
         self.attach(
             Arc::from(request.name),
             request.handler,

@@ -15,7 +15,7 @@ use flowgate_core::{BoxHandler, DeadLetterSink, Event, Pattern};
 use tokio::runtime::Handle;
 
 use crate::error::BusError;
-use crate::topic::{Subscription, Topic};
+use crate::topic::{check_names, Subscription, Topic};
 
 /// What the bus keeps of a pattern subscription, with its payload type erased.
 pub(crate) trait AnyPattern: Send + Sync {
@@ -255,13 +255,7 @@ impl<T: Send + Sync + 'static> PatternSubscriptionBuilder<T> {
     /// ```
     pub fn start(self) -> Result<PatternSubscription<T>, BusError> {
         let pattern = Pattern::new(&self.pattern)?;
-        if self.name.trim().is_empty() || self.group.as_deref().is_some_and(|g| g.trim().is_empty())
-        {
-            return Err(BusError::InvalidConfig {
-                what: "subscriber name",
-                reason: "empty: name the subscriber (and its group), it appears in stats and dead letters".into(),
-            });
-        }
+        check_names(&self.name, self.group.as_deref())?;
         let runtime = Handle::try_current().map_err(|_| BusError::NoRuntime)?;
         let inner = Arc::new(PatternInner {
             pattern,

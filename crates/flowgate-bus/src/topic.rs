@@ -659,6 +659,19 @@ impl<T: Send + Sync + 'static> Topic<T> {
     }
 }
 
+/// Refuses an empty subscriber or group name: they appear in stats, reports and dead letters.
+pub(crate) fn check_names(name: &str, group: Option<&str>) -> Result<(), BusError> {
+    if name.trim().is_empty() || group.is_some_and(|g| g.trim().is_empty()) {
+        return Err(BusError::InvalidConfig {
+            what: "subscriber name",
+            reason:
+                "empty: name the subscriber (and its group), it appears in stats and dead letters"
+                    .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Uncounts a publisher waiting for room when its wait ends (or is cancelled).
 struct Waiting<'a, T> {
     lane: &'a GroupLane<T>,
@@ -919,13 +932,7 @@ impl<T: Send + Sync + 'static> SubscriptionBuilder<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start(self) -> Result<Subscription<T>, BusError> {
-        if self.name.trim().is_empty() || self.group.as_deref().is_some_and(|g| g.trim().is_empty())
-        {
-            return Err(BusError::InvalidConfig {
-                what: "subscriber name",
-                reason: "empty: name the subscriber (and its group), it appears in stats and dead letters".into(),
-            });
-        }
+        check_names(&self.name, self.group.as_deref())?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
         self.topic.attach(
             Arc::from(self.name),
