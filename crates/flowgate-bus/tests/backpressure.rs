@@ -3,15 +3,13 @@
 //! trace, `DropOldest`/`DropNewest` drop and count; shutdown releases blocked publishers.
 #![cfg(not(loom))]
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_until, within};
 use flowgate::bus::{Backpressure, Bus, PublishError, Topic};
 use flowgate::Event;
+use flowgate_testkit::wait::{wait_until, within};
 use tokio::sync::Semaphore;
 
 /// A topic of one partition, buffer of 2, whose handler waits for a permit per event and

@@ -3,16 +3,14 @@
 //! ones are in `contract.rs`).
 #![cfg(not(loom))]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::wait_until;
 use flowgate::bus::{Bus, DedupeWindowConfig};
 use flowgate::{DeadLetter, Event, HandlerError, Jitter, RetryPolicy};
+use flowgate_testkit::wait::{wait_until, within};
 
 type Log = Arc<Mutex<Vec<(String, u32)>>>;
 
@@ -375,6 +373,6 @@ async fn a_publish_racing_an_unsubscribe_is_not_refused() {
         });
         tokio::task::yield_now().await;
         sub.unsubscribe().await;
-        common::within("the publisher", publisher).await.unwrap();
+        within("the publisher", publisher).await.unwrap();
     }
 }

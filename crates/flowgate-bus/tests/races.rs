@@ -7,15 +7,13 @@
 //! outlives the runtime it started on.
 #![cfg(not(loom))]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, within};
 use flowgate::bus::{Backpressure, Bus, DedupeWindowConfig};
 use flowgate::{Event, HandlerError, Jitter, RetryPolicy};
+use flowgate_testkit::wait::{wait_until, within};
 use tokio::sync::Semaphore;
 
 /// Lets spawned tasks and workers run until they block (no time passes).

@@ -32,3 +32,4 @@
 pub mod bus;
 pub mod conformance;
 pub mod store;
+pub mod wait;
