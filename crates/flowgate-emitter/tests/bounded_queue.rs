@@ -3,15 +3,13 @@
 //! per idle worker being handed one, the documented bound), and every call is accounted for
 //! exactly: it ran, or it was refused with the typed error.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::within;
 use flowgate_core::Event;
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
+use flowgate_testkit::wait::within;
 
 const QUEUE: usize = 1_000;
 const WORKERS: usize = 4;

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_until, within, SetOnDrop};
+use common::SetOnDrop;
 use flowgate_core::{DeadLetter, Event, HandlerError, RetryPolicy};
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
+use flowgate_testkit::wait::{wait_until, within};
 use tokio::time::Instant;
 
 /// Subscribes a "job" handler that hangs for ever on event 0 and counts the events it finished.

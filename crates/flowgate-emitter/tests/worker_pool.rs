@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, within, SetOnDrop};
+use common::SetOnDrop;
 use flowgate_core::middleware::TimeoutLayer;
 use flowgate_core::{DeadLetter, DeadLetterQueue, Event, HandlerError, Jitter, RetryPolicy};
 use flowgate_emitter::{Backpressure, EmitError, Emitter};
+use flowgate_testkit::wait::{wait_until, within};
 use tokio::time::Instant;
 
 fn retry(attempts: u32) -> RetryPolicy {
