@@ -277,7 +277,16 @@ async fn exactly_once_never_reruns_a_key_after_ok_nor_runs_two_copies_at_once() 
             .unwrap();
         assert!(!published.duplicate, "{key}: the window forgot k");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both copies of k resolved: one handled Ok, the other skipped as done.
+    let resolved = || {
+        let total = topic.stats().total;
+        total.processed == 1 && total.deduplicated == 1
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), resolved).await,
+        "{:?}",
+        topic.stats().total
+    );
     let log = log.lock().unwrap().clone();
     let oks = log.iter().filter(|(_, outcome)| *outcome == "ok").count();
     assert_eq!(oks, 1, "k handled Ok exactly once: {log:?}");
