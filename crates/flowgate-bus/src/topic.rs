@@ -207,11 +207,12 @@ impl<T: Send + Sync + 'static> Topic<T> {
     /// ```
     pub async fn publish(&self, event: Event<T>) -> Result<Published, PublishError<T>> {
         let inner = &*self.inner;
+        let (partition, key) = self.route(&event);
+        let counters = &inner.counters[partition as usize];
         if let Some((limit, size_of)) = &inner.config.max_payload {
             let size = size_of(event.payload());
             if size > *limit {
-                let (partition, _) = self.route(&event);
-                Counters::add(&inner.counters[partition as usize].rejected, 1);
+                Counters::add(&counters.rejected, 1);
                 return Err(PublishError::TooLarge {
                     event,
                     size,
@@ -219,15 +220,9 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 });
             }
         }
-        let (partition, key) = self.route(&event);
-        let counters = &inner.counters[partition as usize];
-        // A wait too long to add to the clock (`Duration::MAX`) means no time limit.
-        let deadline = match inner.config.backpressure {
-            Backpressure::Block {
-                max_wait: Some(wait),
-            } => Instant::now().checked_add(wait).map(|at| (at, wait)),
-            _ => None,
-        };
+        // Block's time limit, from the first wait for room (so a publish that finds room reads
+        // no clock). `None` inside: no limit, also for a wait too long to add to the clock.
+        let mut deadline: Option<Option<(Instant, Duration)>> = None;
         // Exactly-once: the key's fingerprint, and one clock read per attempt for its age in
         // the window (a second attempt comes only after a wait for room).
         let fingerprint = inner
@@ -279,6 +274,12 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 Counters::add(&counters.rejected, 1);
                 return Err(PublishError::Full(event));
             }
+            let deadline = *deadline.get_or_insert_with(|| match inner.config.backpressure {
+                Backpressure::Block {
+                    max_wait: Some(wait),
+                } => Instant::now().checked_add(wait).map(|at| (at, wait)),
+                _ => None,
+            });
             let wait = self.wait_for_room(group, partition);
             let waited = match deadline {
                 None => {
