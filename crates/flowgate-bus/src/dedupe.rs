@@ -20,7 +20,8 @@
 //!
 //! [`Event::idempotency_fingerprint`]: flowgate_core::Event::idempotency_fingerprint
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use flowgate_core::sync::atomic::{AtomicUsize, Ordering};
@@ -52,23 +53,37 @@ impl Hasher for FingerprintHasher {
     }
 }
 
-type Keys = HashMap<Fingerprint, Instant, BuildHasherDefault<FingerprintHasher>>;
-type Running = HashSet<Fingerprint, BuildHasherDefault<FingerprintHasher>>;
+/// What a window knows of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Remembered from this instant (publish side: accepted; subscriber side: handled `Ok`).
+    /// Exactly these keys are in `order`, with the same instant.
+    Since(Instant),
+    /// Subscriber side: a delivery of the key runs now. Not in `order`, not counted against
+    /// `max_keys` (at most one per delivery in flight).
+    Running,
+}
+
+type Keys = HashMap<Fingerprint, Slot, BuildHasherDefault<FingerprintHasher>>;
 
 use crate::config::DedupeWindowConfig;
 
-/// The window's state; see the [module docs](self).
+/// The window's state; see the [module docs](self). One map probe answers every question
+/// about a key (remembered, running, unknown), so an admit or a delivery's begin and end each
+/// look the key up once.
 #[derive(Debug)]
 pub struct DedupeWindow {
     config: DedupeWindowConfig,
-    /// Key → when it was remembered. Exactly the keys in `order`.
+    /// Key → what is known of it.
     keys: Keys,
-    /// Keys in the order they were remembered (so also by age).
+    /// Remembered keys in the order they were remembered (so also by age). An entry whose key
+    /// no longer maps to `Since` of its instant is stale (forgotten, or remembered again
+    /// later) and is skipped when it comes up.
     order: VecDeque<(Fingerprint, Instant)>,
     /// Keys forgotten before `max_age` because the window was full.
     evicted: u64,
-    /// Keys being delivered now (subscriber side): at most one delivery of a key at a time.
-    running: Running,
+    /// Keys in `keys` that are `Running`.
+    running: usize,
 }
 
 impl DedupeWindow {
@@ -79,73 +94,88 @@ impl DedupeWindow {
             keys: Keys::default(),
             order: VecDeque::new(),
             evicted: 0,
-            running: Running::default(),
+            running: 0,
         }
     }
 
-    /// Removes the front of `order`, and its key from `keys` unless the entry is stale (the
-    /// key was forgotten, or remembered again later). Returns whether a live key went.
+    /// Removes the front of `order`, and its key from `keys` unless the entry is stale.
+    /// Returns whether a live key went.
     fn pop_front(&mut self) -> bool {
         let Some((key, at)) = self.order.pop_front() else {
             return false;
         };
-        if self.keys.get(&key) == Some(&at) {
-            self.keys.remove(&key);
-            true
-        } else {
-            false
+        match self.keys.entry(key) {
+            Entry::Occupied(slot) if *slot.get() == Slot::Since(at) => {
+                slot.remove();
+                true
+            }
+            _ => false,
         }
     }
 
     /// Forgets the keys older than `max_age` at `now`.
     fn expire(&mut self, now: Instant) {
-        while let Some((_, at)) = self.order.front() {
-            if now.saturating_duration_since(*at) < self.config.max_age {
-                break;
-            }
+        // A key is older than `max_age` when it was remembered at or before `cutoff`.
+        let Some(cutoff) = now.checked_sub(self.config.max_age) else {
+            return;
+        };
+        while self.order.front().is_some_and(|&(_, at)| at <= cutoff) {
             self.pop_front();
+        }
+    }
+
+    /// Appends a key just remembered at `at` to `order`, forgetting the oldest keys while the
+    /// window holds more than `max_keys`.
+    fn remembered(&mut self, key: Fingerprint, at: Instant) {
+        self.order.push_back((key, at));
+        while self.order.len() > self.config.max_keys {
+            if self.pop_front() {
+                self.evicted += 1;
+            }
         }
     }
 
     /// Whether `key` is remembered at `now`.
     pub fn contains(&mut self, key: Fingerprint, now: Instant) -> bool {
         self.expire(now);
-        self.keys.contains_key(&key)
+        matches!(self.keys.get(&key), Some(Slot::Since(_)))
     }
 
     /// Remembers `key` from `now` (no-op if it is remembered already).
     pub fn insert(&mut self, key: Fingerprint, now: Instant) {
         self.expire(now);
-        if self.keys.contains_key(&key) {
-            return;
-        }
-        self.insert_new(key, now);
-    }
-
-    /// Remembers `key`, which the caller just found absent (after expiring at `now`).
-    fn insert_new(&mut self, key: Fingerprint, now: Instant) {
-        while self.order.len() >= self.config.max_keys {
-            if self.pop_front() {
-                self.evicted += 1;
+        match self.keys.entry(key) {
+            Entry::Occupied(mut slot) => {
+                if *slot.get() != Slot::Running {
+                    return;
+                }
+                slot.insert(Slot::Since(now));
+                self.running -= 1;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::Since(now));
             }
         }
-        self.keys.insert(key, now);
-        self.order.push_back((key, now));
+        self.remembered(key, now);
     }
 
     /// Forgets `key` (its entry in `order` goes stale and is skipped when it comes up).
     pub fn forget(&mut self, key: Fingerprint) {
-        self.keys.remove(&key);
+        if let Entry::Occupied(slot) = self.keys.entry(key) {
+            if *slot.get() != Slot::Running {
+                slot.remove();
+            }
+        }
     }
 
     /// Keys remembered now.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.len() - self.running
     }
 
     /// Whether no key is remembered.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     /// Keys forgotten early because the window was full.
@@ -196,6 +226,12 @@ pub enum Admit<E> {
     Refused(E),
 }
 
+/// One shard's lock and window, alone on its cache lines: the workers of a subscriber run on
+/// several threads, and two shards on one line would make their locks contend.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard(Mutex<DedupeWindow>);
+
 /// Shards of a [`Dedupe`]: enough that the partition workers of a subscriber rarely meet on
 /// one lock.
 const SHARDS: usize = 16;
@@ -206,7 +242,7 @@ const SHARDS: usize = 16;
 /// always lands in the same shard, so "remembered" means the same as with one window.
 #[derive(Debug)]
 pub struct Dedupe {
-    shards: Box<[Mutex<DedupeWindow>]>,
+    shards: Box<[Shard]>,
     /// Wakes deliveries that found their key `Busy` when a delivery of a key ends.
     ended: Notify,
     /// Deliveries waiting on `ended`. Relaxed suffices: a waiter counts itself before it takes
@@ -222,7 +258,7 @@ impl Dedupe {
         let per_shard = DedupeWindowConfig::new(config.max_keys / shards, config.max_age);
         Self {
             shards: (0..shards)
-                .map(|_| Mutex::new(DedupeWindow::new(per_shard)))
+                .map(|_| Shard(Mutex::new(DedupeWindow::new(per_shard))))
                 .collect(),
             ended: Notify::new(),
             waiting: AtomicUsize::new(0),
@@ -231,7 +267,7 @@ impl Dedupe {
 
     fn shard(&self, key: Fingerprint) -> &Mutex<DedupeWindow> {
         // The low bits of a fingerprint are uniform; the remainder is below `SHARDS`.
-        &self.shards[(key as usize) % self.shards.len()]
+        &self.shards[(key as usize) % self.shards.len()].0
     }
 
     /// Runs `enqueue` if `key` is not remembered, and remembers it if `enqueue` succeeded; see
@@ -243,12 +279,14 @@ impl Dedupe {
         enqueue: impl FnOnce() -> Result<(), E>,
     ) -> Admit<E> {
         let mut window = self.shard(key).lock();
-        if window.contains(key, now) {
+        window.expire(now);
+        let Entry::Vacant(slot) = window.keys.entry(key) else {
             return Admit::Duplicate;
-        }
+        };
         match enqueue() {
             Ok(()) => {
-                window.insert_new(key, now);
+                slot.insert(Slot::Since(now));
+                window.remembered(key, now);
                 Admit::Accepted
             }
             Err(error) => Admit::Refused(error),
@@ -274,12 +312,17 @@ impl Dedupe {
     /// window or another delivery of it runs. A `Run` must be followed by [`end`](Self::end).
     pub fn begin(&self, key: Fingerprint, now: Instant) -> Begin {
         let mut window = self.shard(key).lock();
-        if window.contains(key, now) {
-            Begin::Done
-        } else if window.running.insert(key) {
-            Begin::Run
-        } else {
-            Begin::Busy
+        window.expire(now);
+        match window.keys.entry(key) {
+            Entry::Occupied(slot) => match slot.get() {
+                Slot::Since(_) => Begin::Done,
+                Slot::Running => Begin::Busy,
+            },
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::Running);
+                window.running += 1;
+                Begin::Run
+            }
         }
     }
 
@@ -288,9 +331,20 @@ impl Dedupe {
     pub fn end(&self, key: Fingerprint, ok_at: Option<Instant>) {
         {
             let mut window = self.shard(key).lock();
-            window.running.remove(&key);
-            if let Some(at) = ok_at {
-                window.insert(key, at);
+            let window = &mut *window;
+            if let Entry::Occupied(mut slot) = window.keys.entry(key) {
+                if *slot.get() == Slot::Running {
+                    window.running -= 1;
+                    match ok_at {
+                        Some(at) => {
+                            slot.insert(Slot::Since(at));
+                            window.remembered(key, at);
+                        }
+                        None => {
+                            slot.remove();
+                        }
+                    }
+                }
             }
         }
         if self.waiting.load(Ordering::Relaxed) > 0 {
@@ -317,7 +371,7 @@ impl Dedupe {
     pub fn sizes(&self) -> (usize, u64) {
         let now = Instant::now();
         self.shards.iter().fold((0, 0), |(keys, evicted), shard| {
-            let mut window = shard.lock();
+            let mut window = shard.0.lock();
             window.expire(now);
             (keys + window.len(), evicted + window.evicted())
         })
@@ -367,6 +421,55 @@ mod tests {
         assert_eq!(
             d.admit::<()>(k, now, || panic!("must not run for a duplicate")),
             Admit::Duplicate
+        );
+    }
+
+    #[test]
+    fn a_delivery_claims_its_key_until_it_ends() {
+        let d = Dedupe::new(DedupeWindowConfig::new(16, Duration::from_secs(60)));
+        let now = Instant::now();
+        assert_eq!(d.begin(1, now), Begin::Run);
+        assert_eq!(
+            d.begin(1, now),
+            Begin::Busy,
+            "one delivery of a key at a time"
+        );
+        assert_eq!(d.sizes().0, 0, "a running key is not remembered yet");
+        d.end(1, None);
+        assert_eq!(
+            d.begin(1, now),
+            Begin::Run,
+            "a failed delivery may run again"
+        );
+        d.end(1, Some(now));
+        assert_eq!(d.begin(1, now), Begin::Done, "handled Ok: never again");
+        assert_eq!(d.sizes(), (1, 0));
+        d.forget(1);
+        assert_eq!(d.begin(1, now), Begin::Run);
+    }
+
+    #[test]
+    fn running_keys_do_not_take_room_from_remembered_ones() {
+        let mut w = window(2, 60);
+        let d = Dedupe::new(DedupeWindowConfig::new(1, Duration::from_secs(60)));
+        let now = Instant::now();
+        assert_eq!(d.begin(1, now), Begin::Run);
+        assert_eq!(d.begin(2, now), Begin::Run);
+        d.end(2, Some(now));
+        assert_eq!(d.sizes(), (1, 0), "key 1 still runs and evicted nothing");
+        d.end(1, Some(now));
+        assert_eq!(
+            d.sizes(),
+            (1, 1),
+            "the window holds one key: 2 went early, counted"
+        );
+        assert_eq!(d.begin(2, now), Begin::Run);
+        w.insert(1, now);
+        w.insert(1, now);
+        assert_eq!(
+            (w.len(), w.evicted()),
+            (1, 0),
+            "inserting a remembered key is a no-op"
         );
     }
 }
