@@ -6,6 +6,16 @@
 //! - flowgate's bus (one partition, at-most-once and at-least-once, one subscriber),
 //! - tokio mpsc, tokio broadcast and flume, each with one consumer task calling the handler.
 //!
+//! and a second group, `throughput_8_partitions`: a bus topic of 8 partitions with one no-op
+//! subscriber in each delivery mode, beside 8 tokio mpsc and 8 flume channels with one
+//! consumer task each (the producer sends to channel `i mod 8`). Exactly-once needs distinct
+//! idempotency keys, so every variant sends distinct events from one pool.
+//!
+//! These benches live in the facade package on purpose: its build of tokio has no
+//! `test-util` feature (the member crates enable it for their own tests and benches, and
+//! with it every `tokio::time::Instant::now()` takes the runtime clock's mutex, which no
+//! production build pays).
+//!
 //! ```text
 //! cargo bench --bench hand_off
 //! ```
@@ -18,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flowgate::bus::{Bus, Topic};
+use flowgate::bus::{Bus, DedupeWindowConfig, Topic};
 use flowgate::emitter::{Backpressure, Emitter};
 use flowgate::{Event, RetryPolicy};
 use tokio::runtime::Runtime;
@@ -241,11 +251,146 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Distinct events the 8-partition producers cycle through. Runs continue through the pool
+/// where the last one stopped, so an exactly-once topic (a window of 10,000 keys) has long
+/// forgotten a key when it comes round again.
+const POOL: usize = 65_536;
+
+/// Sends events `first..first + n` of the pool, round the pool.
+fn run_pool<F, Fut>(runtime: &Runtime, done: &Arc<Done>, n: u64, send_all: F) -> Duration
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    runtime.block_on(async {
+        done.count.store(0, Ordering::SeqCst);
+        done.target.store(n, Ordering::SeqCst);
+        let notified = done.notify.notified();
+        let start = Instant::now();
+        tokio::spawn(send_all());
+        notified.await;
+        start.elapsed()
+    })
+}
+
+fn partitioned_topic(runtime: &Runtime, done: &Arc<Done>, mode: &str) -> Topic<u64> {
+    runtime.block_on(async {
+        let bus = Bus::new();
+        let builder = bus.topic::<u64>("orders").partitions(8).capacity(CAPACITY);
+        let builder = match mode {
+            "at_most_once" => builder.at_most_once(),
+            "at_least_once" => builder.at_least_once(RetryPolicy::default()),
+            _ => builder.exactly_once(RetryPolicy::default(), DedupeWindowConfig::default()),
+        };
+        let topic = builder.create().expect("topic");
+        let d = Arc::clone(done);
+        topic
+            .subscribe("noop", move |_: Event<u64>| {
+                d.tick();
+                async { Ok(()) }
+            })
+            .start()
+            .expect("subscribe");
+        topic
+    })
+}
+
+fn bench_partitions(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let events: Arc<Vec<Event<u64>>> = Arc::new(
+        (0..POOL as u64)
+            .map(|n| Event::new("order.placed", n).expect("valid"))
+            .collect(),
+    );
+    let mut group = c.benchmark_group("throughput_8_partitions");
+    group.throughput(Throughput::Elements(1));
+
+    for mode in ["at_most_once", "at_least_once", "exactly_once"] {
+        let done = Done::new();
+        let topic = partitioned_topic(&runtime, &done, mode);
+        let cursor = Arc::new(AtomicU64::new(0));
+        group.bench_function(format!("flowgate_{mode}"), |b| {
+            b.iter_custom(|n| {
+                let (topic, events) = (topic.clone(), Arc::clone(&events));
+                let first = cursor.fetch_add(n, Ordering::Relaxed);
+                run_pool(&runtime, &done, n, move || async move {
+                    for i in first..first + n {
+                        let event = events[i as usize % POOL].clone();
+                        let published = topic.publish(event).await.expect("accepted");
+                        assert!(!published.duplicate, "the pool outlives the dedupe window");
+                    }
+                })
+            });
+        });
+    }
+
+    let done = Done::new();
+    let mpsc: Arc<Vec<_>> = Arc::new(runtime.block_on(async {
+        (0..8)
+            .map(|_| {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Event<u64>>(CAPACITY);
+                let d = Arc::clone(&done);
+                tokio::spawn(async move {
+                    while let Some(event) = rx.recv().await {
+                        std::hint::black_box(&event);
+                        d.tick();
+                    }
+                });
+                tx
+            })
+            .collect()
+    }));
+    group.bench_function("baseline_8_tokio_mpsc", |b| {
+        b.iter_custom(|n| {
+            let (mpsc, events) = (Arc::clone(&mpsc), Arc::clone(&events));
+            run_pool(&runtime, &done, n, move || async move {
+                for i in 0..n as usize {
+                    let event = events[i % POOL].clone();
+                    mpsc[i % 8].send(event).await.expect("open");
+                }
+            })
+        });
+    });
+
+    let done = Done::new();
+    let flume: Arc<Vec<_>> = Arc::new(runtime.block_on(async {
+        (0..8)
+            .map(|_| {
+                let (tx, rx) = flume::bounded::<Event<u64>>(CAPACITY);
+                let d = Arc::clone(&done);
+                tokio::spawn(async move {
+                    while let Ok(event) = rx.recv_async().await {
+                        std::hint::black_box(&event);
+                        d.tick();
+                    }
+                });
+                tx
+            })
+            .collect()
+    }));
+    group.bench_function("baseline_8_flume", |b| {
+        b.iter_custom(|n| {
+            let (flume, events) = (Arc::clone(&flume), Arc::clone(&events));
+            run_pool(&runtime, &done, n, move || async move {
+                for i in 0..n as usize {
+                    let event = events[i % POOL].clone();
+                    flume[i % 8].send_async(event).await.expect("open");
+                }
+            })
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_partitions
 }
 criterion_main!(benches);

@@ -3,10 +3,11 @@
 //! - `publish/*`: the cost of one publish into a partition buffer (at-most-once), beside
 //!   `send` into a bounded tokio mpsc, a flume channel and a tokio broadcast channel. Each
 //!   sample publishes a chunk (timed), then lets the consumer drain it (not timed).
-//! - `throughput_8_partitions/*`: a producer task publishes N events to an 8-partition topic
-//!   with one no-op subscriber, until the subscriber handled all of them; per event, for each
-//!   delivery mode, beside 8 tokio mpsc channels with one consumer task each (the producer
-//!   sends event i to channel i mod 8), on a 2-thread runtime.
+//!
+//! End-to-end throughput of an 8-partition topic in each delivery mode, beside 8 tokio mpsc
+//! and 8 flume channels, is in the top-level `benches/hand_off.rs` (`cargo bench --bench
+//! hand_off`): there tokio is built without `test-util`, which this crate's tests need and
+//! which makes every clock read take a mutex.
 //!
 //! Before the timings it prints heap allocations per event (a counting global allocator) for
 //! one subscriber and for a fan-out to four, and the peak RSS after an overload run (a
@@ -275,89 +276,6 @@ fn bench_publish(c: &mut Criterion) {
     group.finish();
 }
 
-/// A producer task sends `iters` events; the time until the consumers handled them all.
-fn end_to_end<F, Fut>(runtime: &Runtime, done: &Arc<Done>, iters: u64, produce: F) -> Duration
-where
-    F: FnOnce(u64) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    runtime.block_on(async {
-        done.arm(iters);
-        let notified = done.notify.notified();
-        let start = Instant::now();
-        tokio::spawn(produce(iters));
-        notified.await;
-        start.elapsed()
-    })
-}
-
-/// 8 tokio mpsc channels with one consumer task each.
-fn eight_channels(
-    runtime: &Runtime,
-    done: &Arc<Done>,
-) -> Arc<Vec<tokio::sync::mpsc::Sender<Event<u64>>>> {
-    runtime.block_on(async {
-        let senders = (0..8)
-            .map(|_| {
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<Event<u64>>(1024);
-                let d = Arc::clone(done);
-                tokio::spawn(async move {
-                    while let Some(event) = rx.recv().await {
-                        std::hint::black_box(&event);
-                        d.tick();
-                    }
-                });
-                tx
-            })
-            .collect();
-        Arc::new(senders)
-    })
-}
-
-fn bench_throughput(c: &mut Criterion) {
-    let runtime = multi_thread();
-    let events = pool();
-    let mut group = c.benchmark_group("throughput_8_partitions");
-    group.throughput(Throughput::Elements(1));
-    for name in ["at_most_once", "at_least_once", "exactly_once"] {
-        let done = Done::new();
-        let topic = topic(&runtime, mode(name), 8, 1024, 1, &done);
-        // Runs continue through the pool where the last one stopped, so an exactly-once topic
-        // never sees a key again while its window remembers it (a duplicate is not delivered,
-        // and the run would wait for it forever).
-        let cursor = Arc::new(AtomicU64::new(0));
-        group.bench_function(format!("flowgate_{name}"), |b| {
-            b.iter_custom(|iters| {
-                let (topic, events) = (topic.clone(), Arc::clone(&events));
-                let first = cursor.fetch_add(iters, Ordering::Relaxed);
-                end_to_end(&runtime, &done, iters, move |n| async move {
-                    for i in first..first + n {
-                        let event = events[i as usize % POOL].clone();
-                        let published = topic.publish(event).await.expect("accepted");
-                        assert!(!published.duplicate, "the pool outlives the dedupe window");
-                    }
-                })
-            });
-        });
-    }
-    let done = Done::new();
-    let channels = eight_channels(&runtime, &done);
-    group.bench_function("baseline_8_tokio_mpsc", |b| {
-        b.iter_custom(|iters| {
-            let (channels, events) = (Arc::clone(&channels), Arc::clone(&events));
-            end_to_end(&runtime, &done, iters, move |n| async move {
-                for i in 0..n as usize {
-                    channels[i % 8]
-                        .send(events[i % POOL].clone())
-                        .await
-                        .expect("open");
-                }
-            })
-        });
-    });
-    group.finish();
-}
-
 /// Allocations per published event, publish and deliveries included, for `subscribers`.
 fn report_allocations(subscribers: usize) {
     let runtime = current_thread();
@@ -475,6 +393,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_reports, bench_publish, bench_throughput
+    targets = bench_reports, bench_publish
 }
 criterion_main!(benches);
