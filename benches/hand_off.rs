@@ -109,22 +109,68 @@ impl Sink for Broadcast {
     }
 }
 
-fn run<S: Sink>(runtime: &Runtime, sink: &S, done: &Arc<Done>, iters: u64) -> Duration {
+/// Starts the clock, spawns the producer `send_all` (it sends `n` events), and stops the clock
+/// once the consumer side handled all `n`.
+fn run_pool<F, Fut>(runtime: &Runtime, done: &Arc<Done>, n: u64, send_all: F) -> Duration
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     runtime.block_on(async {
         done.count.store(0, Ordering::SeqCst);
-        done.target.store(iters, Ordering::SeqCst);
+        done.target.store(n, Ordering::SeqCst);
         let notified = done.notify.notified();
-        let event = Event::new("order.placed", 7).expect("valid");
-        let sink = sink.clone();
         let start = Instant::now();
-        tokio::spawn(async move {
-            for _ in 0..iters {
-                sink.send(event.clone()).await;
-            }
-        });
+        tokio::spawn(send_all());
         notified.await;
         start.elapsed()
     })
+}
+
+/// Sends `iters` clones of one event through `sink`.
+fn run<S: Sink>(runtime: &Runtime, sink: &S, done: &Arc<Done>, iters: u64) -> Duration {
+    let sink = sink.clone();
+    run_pool(runtime, done, iters, move || async move {
+        let event = Event::new("order.placed", 7).expect("valid");
+        for _ in 0..iters {
+            sink.send(event.clone()).await;
+        }
+    })
+}
+
+/// The 2-thread runtime every hand-off runs on.
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A bounded tokio mpsc channel whose consumer task ticks `done`; call inside the runtime.
+fn mpsc_consumer(done: &Arc<Done>) -> tokio::sync::mpsc::Sender<Event<u64>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Event<u64>>(CAPACITY);
+    let d = Arc::clone(done);
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            std::hint::black_box(&event);
+            d.tick();
+        }
+    });
+    tx
+}
+
+/// A bounded flume channel whose consumer task ticks `done`; call inside the runtime.
+fn flume_consumer(done: &Arc<Done>) -> flume::Sender<Event<u64>> {
+    let (tx, rx) = flume::bounded::<Event<u64>>(CAPACITY);
+    let d = Arc::clone(done);
+    tokio::spawn(async move {
+        while let Ok(event) = rx.recv_async().await {
+            std::hint::black_box(&event);
+            d.tick();
+        }
+    });
+    tx
 }
 
 fn emitter(runtime: &Runtime, done: &Arc<Done>) -> Emitter<u64> {
@@ -149,34 +195,8 @@ fn emitter(runtime: &Runtime, done: &Arc<Done>) -> Emitter<u64> {
     })
 }
 
-fn topic(runtime: &Runtime, done: &Arc<Done>, at_most_once: bool) -> Topic<u64> {
-    runtime.block_on(async {
-        let bus = Bus::new();
-        let builder = bus.topic::<u64>("orders").capacity(CAPACITY);
-        let builder = if at_most_once {
-            builder.at_most_once()
-        } else {
-            builder.at_least_once(RetryPolicy::default())
-        };
-        let topic = builder.create().expect("topic");
-        let d = Arc::clone(done);
-        topic
-            .subscribe("noop", move |_: Event<u64>| {
-                d.tick();
-                async { Ok(()) }
-            })
-            .start()
-            .expect("subscribe");
-        topic
-    })
-}
-
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let mut group = c.benchmark_group("hand_off_2_threads");
     group.throughput(Throughput::Elements(1));
 
@@ -186,26 +206,16 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| run(&runtime, &emitter, &done, iters));
     });
 
-    for (name, at_most_once) in [("at_most_once", true), ("at_least_once", false)] {
+    for name in ["at_most_once", "at_least_once"] {
         let done = Done::new();
-        let topic = topic(&runtime, &done, at_most_once);
+        let topic = topic(&runtime, &done, 1, name);
         group.bench_function(format!("flowgate_bus_{name}"), |b| {
             b.iter_custom(|iters| run(&runtime, &topic, &done, iters));
         });
     }
 
     let done = Done::new();
-    let mpsc = runtime.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event<u64>>(CAPACITY);
-        let d = Arc::clone(&done);
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                std::hint::black_box(&event);
-                d.tick();
-            }
-        });
-        tx
-    });
+    let mpsc = runtime.block_on(async { mpsc_consumer(&done) });
     group.bench_function("baseline_tokio_mpsc", |b| {
         b.iter_custom(|iters| run(&runtime, &mpsc, &done, iters));
     });
@@ -234,17 +244,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let done = Done::new();
-    let flume = runtime.block_on(async {
-        let (tx, rx) = flume::bounded::<Event<u64>>(CAPACITY);
-        let d = Arc::clone(&done);
-        tokio::spawn(async move {
-            while let Ok(event) = rx.recv_async().await {
-                std::hint::black_box(&event);
-                d.tick();
-            }
-        });
-        tx
-    });
+    let flume = runtime.block_on(async { flume_consumer(&done) });
     group.bench_function("baseline_flume", |b| {
         b.iter_custom(|iters| run(&runtime, &flume, &done, iters));
     });
@@ -256,27 +256,14 @@ fn bench(c: &mut Criterion) {
 /// forgotten a key when it comes round again.
 const POOL: usize = 65_536;
 
-/// Sends events `first..first + n` of the pool, round the pool.
-fn run_pool<F, Fut>(runtime: &Runtime, done: &Arc<Done>, n: u64, send_all: F) -> Duration
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    runtime.block_on(async {
-        done.count.store(0, Ordering::SeqCst);
-        done.target.store(n, Ordering::SeqCst);
-        let notified = done.notify.notified();
-        let start = Instant::now();
-        tokio::spawn(send_all());
-        notified.await;
-        start.elapsed()
-    })
-}
-
-fn partitioned_topic(runtime: &Runtime, done: &Arc<Done>, mode: &str) -> Topic<u64> {
+/// A topic of `partitions` in delivery `mode` with one no-op subscriber that ticks `done`.
+fn topic(runtime: &Runtime, done: &Arc<Done>, partitions: u32, mode: &str) -> Topic<u64> {
     runtime.block_on(async {
         let bus = Bus::new();
-        let builder = bus.topic::<u64>("orders").partitions(8).capacity(CAPACITY);
+        let builder = bus
+            .topic::<u64>("orders")
+            .partitions(partitions)
+            .capacity(CAPACITY);
         let builder = match mode {
             "at_most_once" => builder.at_most_once(),
             "at_least_once" => builder.at_least_once(RetryPolicy::default()),
@@ -296,11 +283,7 @@ fn partitioned_topic(runtime: &Runtime, done: &Arc<Done>, mode: &str) -> Topic<u
 }
 
 fn bench_partitions(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let events: Arc<Vec<Event<u64>>> = Arc::new(
         (0..POOL as u64)
             .map(|n| Event::new("order.placed", n).expect("valid"))
@@ -311,7 +294,7 @@ fn bench_partitions(c: &mut Criterion) {
 
     for mode in ["at_most_once", "at_least_once", "exactly_once"] {
         let done = Done::new();
-        let topic = partitioned_topic(&runtime, &done, mode);
+        let topic = topic(&runtime, &done, 8, mode);
         let cursor = Arc::new(AtomicU64::new(0));
         group.bench_function(format!("flowgate_{mode}"), |b| {
             b.iter_custom(|n| {
@@ -329,21 +312,8 @@ fn bench_partitions(c: &mut Criterion) {
     }
 
     let done = Done::new();
-    let mpsc: Arc<Vec<_>> = Arc::new(runtime.block_on(async {
-        (0..8)
-            .map(|_| {
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<Event<u64>>(CAPACITY);
-                let d = Arc::clone(&done);
-                tokio::spawn(async move {
-                    while let Some(event) = rx.recv().await {
-                        std::hint::black_box(&event);
-                        d.tick();
-                    }
-                });
-                tx
-            })
-            .collect()
-    }));
+    let mpsc: Arc<Vec<_>> =
+        Arc::new(runtime.block_on(async { (0..8).map(|_| mpsc_consumer(&done)).collect() }));
     group.bench_function("baseline_8_tokio_mpsc", |b| {
         b.iter_custom(|n| {
             let (mpsc, events) = (Arc::clone(&mpsc), Arc::clone(&events));
@@ -357,21 +327,8 @@ fn bench_partitions(c: &mut Criterion) {
     });
 
     let done = Done::new();
-    let flume: Arc<Vec<_>> = Arc::new(runtime.block_on(async {
-        (0..8)
-            .map(|_| {
-                let (tx, rx) = flume::bounded::<Event<u64>>(CAPACITY);
-                let d = Arc::clone(&done);
-                tokio::spawn(async move {
-                    while let Ok(event) = rx.recv_async().await {
-                        std::hint::black_box(&event);
-                        d.tick();
-                    }
-                });
-                tx
-            })
-            .collect()
-    }));
+    let flume: Arc<Vec<_>> =
+        Arc::new(runtime.block_on(async { (0..8).map(|_| flume_consumer(&done)).collect() }));
     group.bench_function("baseline_8_flume", |b| {
         b.iter_custom(|n| {
             let (flume, events) = (Arc::clone(&flume), Arc::clone(&events));
