@@ -141,22 +141,49 @@ impl DedupeWindow {
         matches!(self.keys.get(&key), Some(Slot::Since(_)))
     }
 
-    /// Remembers `key` from `now` (no-op if it is remembered already).
+    /// Remembers `key` from `now` (no-op if it is known already).
     pub fn insert(&mut self, key: Fingerprint, now: Instant) {
         self.expire(now);
+        if let Entry::Vacant(slot) = self.keys.entry(key) {
+            slot.insert(Slot::Since(now));
+            self.remembered(key, now);
+        }
+    }
+
+    /// Subscriber side: see [`Dedupe::begin`].
+    fn claim(&mut self, key: Fingerprint, now: Instant) -> Begin {
+        self.expire(now);
         match self.keys.entry(key) {
-            Entry::Occupied(mut slot) => {
-                if *slot.get() != Slot::Running {
-                    return;
-                }
-                slot.insert(Slot::Since(now));
-                self.running -= 1;
-            }
+            Entry::Occupied(slot) => match slot.get() {
+                Slot::Since(_) => Begin::Done,
+                Slot::Running => Begin::Busy,
+            },
             Entry::Vacant(slot) => {
-                slot.insert(Slot::Since(now));
+                slot.insert(Slot::Running);
+                self.running += 1;
+                Begin::Run
             }
         }
-        self.remembered(key, now);
+    }
+
+    /// Subscriber side: see [`Dedupe::end`].
+    fn release(&mut self, key: Fingerprint, ok_at: Option<Instant>) {
+        let Entry::Occupied(mut slot) = self.keys.entry(key) else {
+            return;
+        };
+        if *slot.get() != Slot::Running {
+            return;
+        }
+        self.running -= 1;
+        match ok_at {
+            Some(at) => {
+                slot.insert(Slot::Since(at));
+                self.remembered(key, at);
+            }
+            None => {
+                slot.remove();
+            }
+        }
     }
 
     /// Forgets `key` (its entry in `order` goes stale and is skipped when it comes up).
@@ -293,16 +320,6 @@ impl Dedupe {
         }
     }
 
-    /// Whether `key` is remembered at `now`.
-    pub fn contains(&self, key: Fingerprint, now: Instant) -> bool {
-        self.shard(key).lock().contains(key, now)
-    }
-
-    /// Remembers `key` from `now`.
-    pub fn insert(&self, key: Fingerprint, now: Instant) {
-        self.shard(key).lock().insert(key, now);
-    }
-
     /// Forgets `key` (an event handed back undelivered may be published again).
     pub fn forget(&self, key: Fingerprint) {
         self.shard(key).lock().forget(key);
@@ -311,42 +328,13 @@ impl Dedupe {
     /// Subscriber side: claims `key` for one delivery, unless it was handled `Ok` within the
     /// window or another delivery of it runs. A `Run` must be followed by [`end`](Self::end).
     pub fn begin(&self, key: Fingerprint, now: Instant) -> Begin {
-        let mut window = self.shard(key).lock();
-        window.expire(now);
-        match window.keys.entry(key) {
-            Entry::Occupied(slot) => match slot.get() {
-                Slot::Since(_) => Begin::Done,
-                Slot::Running => Begin::Busy,
-            },
-            Entry::Vacant(slot) => {
-                slot.insert(Slot::Running);
-                window.running += 1;
-                Begin::Run
-            }
-        }
+        self.shard(key).lock().claim(key, now)
     }
 
     /// Ends the delivery `begin` let run: remembers the key from `ok_at` if it was handled
     /// `Ok`, and wakes deliveries waiting for it.
     pub fn end(&self, key: Fingerprint, ok_at: Option<Instant>) {
-        {
-            let mut window = self.shard(key).lock();
-            let window = &mut *window;
-            if let Entry::Occupied(mut slot) = window.keys.entry(key) {
-                if *slot.get() == Slot::Running {
-                    window.running -= 1;
-                    match ok_at {
-                        Some(at) => {
-                            slot.insert(Slot::Since(at));
-                            window.remembered(key, at);
-                        }
-                        None => {
-                            slot.remove();
-                        }
-                    }
-                }
-            }
-        }
+        self.shard(key).lock().release(key, ok_at);
         if self.waiting.load(Ordering::Relaxed) > 0 {
             self.ended.notify_waiters();
         }
