@@ -12,7 +12,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use common::ev;
-use counting::live_bytes;
+use counting::growth_of_100k_appends;
 use flowgate_store::{ExpectedVersion, Start, Store, Subscription, Target};
 
 /// Polls `sub` once, expecting an event at once.
@@ -48,15 +48,7 @@ fn a_parked_subscriber_does_not_pin_the_log() {
     // Each holds its place in the first segments, then is never polled again.
     assert_eq!(poll_one(&mut all), 0);
     assert_eq!(poll_one(&mut category), 0);
-    let append_busy = |n: u64| {
-        for i in 0..n {
-            store.append("busy-1", ExpectedVersion::Any, ev(i)).unwrap();
-        }
-    };
-    append_busy(20_000);
-    let warm = live_bytes();
-    append_busy(100_000);
-    let growth = live_bytes().saturating_sub(warm);
+    let growth = growth_of_100k_appends(&store);
     assert!(
         growth < 256 * 1024,
         "100k appends with two parked subscribers grew memory by {growth} bytes"

@@ -32,3 +32,24 @@ static ALLOCATOR: Counting = Counting;
 pub(crate) fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
+
+/// Appends events to stream `busy-1`: first 20,000 to warm up (segments and maps reach
+/// their working size), then 100,000 measured; returns how many live bytes the measured ones
+/// added.
+pub(crate) fn growth_of_100k_appends(store: &flowgate_store::Store<u64>) -> usize {
+    let append_busy = |n: u64| {
+        for i in 0..n {
+            store
+                .append(
+                    "busy-1",
+                    flowgate_store::ExpectedVersion::Any,
+                    crate::common::ev(i),
+                )
+                .unwrap();
+        }
+    };
+    append_busy(20_000);
+    let warm = live_bytes();
+    append_busy(100_000);
+    live_bytes().saturating_sub(warm)
+}
