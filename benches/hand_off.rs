@@ -9,7 +9,12 @@
 //! and a second group, `throughput_8_partitions`: a bus topic of 8 partitions with one no-op
 //! subscriber in each delivery mode, beside 8 tokio mpsc and 8 flume channels with one
 //! consumer task each (the producer sends to channel `i mod 8`). Exactly-once needs distinct
-//! idempotency keys, so every variant sends distinct events from one pool.
+//! idempotency keys, so every variant sends distinct events from one pool. Before criterion's
+//! rows, that group prints a paired comparison: rounds in which every variant runs once, back to
+//! back, with the ratios taken within each round and their medians printed (see
+//! `paired_ratios`): on a shared machine whose speed changes from second to second, those ratios
+//! are the figures to quote; criterion's rows, seconds apart, can each land in a different
+//! period.
 //!
 //! These benches live in the facade package on purpose: its build of tokio has no
 //! `test-util` feature (the member crates enable it for their own tests and benches, and
@@ -282,6 +287,144 @@ fn topic(runtime: &Runtime, done: &Arc<Done>, partitions: u32, mode: &str) -> To
     })
 }
 
+/// One way of handing events to 8 consumers: `run(n)` sends `n` events and returns the time
+/// until all `n` were handled.
+struct Variant<'a> {
+    name: &'static str,
+    run: Box<dyn FnMut(u64) -> Duration + 'a>,
+}
+
+/// The 8-partition bus in each delivery mode and the two 8-channel baselines, each sending
+/// events from `events` (the topics continue through the pool where they stopped).
+fn partition_variants<'a>(runtime: &'a Runtime, events: &Arc<Vec<Event<u64>>>) -> Vec<Variant<'a>> {
+    let mut variants = Vec::new();
+    for (mode, name) in [
+        ("at_most_once", "flowgate_at_most_once"),
+        ("at_least_once", "flowgate_at_least_once"),
+        ("exactly_once", "flowgate_exactly_once"),
+    ] {
+        let done = Done::new();
+        let topic = topic(runtime, &done, 8, mode);
+        let events = Arc::clone(events);
+        let mut cursor = 0u64;
+        let run = move |n: u64| {
+            let (topic, events, first) = (topic.clone(), Arc::clone(&events), cursor);
+            cursor += n;
+            run_pool(runtime, &done, n, move || async move {
+                for i in first..first + n {
+                    let event = events[i as usize % POOL].clone();
+                    let published = topic.publish(event).await.expect("accepted");
+                    assert!(!published.duplicate, "the pool outlives the dedupe window");
+                }
+            })
+        };
+        variants.push(Variant {
+            name,
+            run: Box::new(run),
+        });
+    }
+
+    let done = Done::new();
+    let mpsc: Arc<Vec<_>> =
+        Arc::new(runtime.block_on(async { (0..8).map(|_| mpsc_consumer(&done)).collect() }));
+    let pool = Arc::clone(events);
+    variants.push(Variant {
+        name: "baseline_8_tokio_mpsc",
+        run: Box::new(move |n| {
+            let (mpsc, events) = (Arc::clone(&mpsc), Arc::clone(&pool));
+            run_pool(runtime, &done, n, move || async move {
+                for i in 0..n as usize {
+                    let event = events[i % POOL].clone();
+                    mpsc[i % 8].send(event).await.expect("open");
+                }
+            })
+        }),
+    });
+
+    let done = Done::new();
+    let flume: Arc<Vec<_>> =
+        Arc::new(runtime.block_on(async { (0..8).map(|_| flume_consumer(&done)).collect() }));
+    let pool = Arc::clone(events);
+    variants.push(Variant {
+        name: "baseline_8_flume",
+        run: Box::new(move |n| {
+            let (flume, events) = (Arc::clone(&flume), Arc::clone(&pool));
+            run_pool(runtime, &done, n, move || async move {
+                for i in 0..n as usize {
+                    let event = events[i % POOL].clone();
+                    flume[i % 8].send_async(event).await.expect("open");
+                }
+            })
+        }),
+    });
+    variants
+}
+
+/// Rounds of the paired comparison, and events per variant per round.
+const ROUNDS: usize = 41;
+const ROUND_EVENTS: u32 = 100_000;
+
+/// The paired comparison: this machine is shared, and its speed changes from one second to the
+/// next, for every variant at once (criterion's back-to-back rows can land in a fast and a slow
+/// period and report a ratio of either). So each round runs every variant once on
+/// `ROUND_EVENTS` events, back to back (about 0.1 s for the round, the starting variant
+/// rotating), and the ratios are taken within a round; the figures printed are the medians over
+/// `ROUNDS` rounds (the first round, a warm-up, is not counted).
+fn paired_ratios(variants: &mut [Variant<'_>]) {
+    let k = variants.len();
+    let mut per_event: Vec<Vec<f64>> = vec![Vec::new(); k];
+    for round in 0..=ROUNDS {
+        for j in 0..k {
+            let v = (round + j) % k;
+            let took = (variants[v].run)(u64::from(ROUND_EVENTS));
+            if round > 0 {
+                per_event[v].push(took.as_secs_f64() * 1e9 / f64::from(ROUND_EVENTS));
+            }
+        }
+    }
+    let index = |name: &str| {
+        variants
+            .iter()
+            .position(|v| v.name == name)
+            .expect("variant")
+    };
+    println!("paired rounds ({ROUNDS} rounds of {ROUND_EVENTS} events per variant), medians:");
+    for (variant, samples) in variants.iter().zip(&per_event) {
+        println!(
+            "  {:<24} {:>7.1} ns/event",
+            variant.name,
+            median(samples.clone())
+        );
+    }
+    let (most, least, exactly, mpsc) = (
+        index("flowgate_at_most_once"),
+        index("flowgate_at_least_once"),
+        index("flowgate_exactly_once"),
+        index("baseline_8_tokio_mpsc"),
+    );
+    for (label, over, under, target) in [
+        ("at-most-once / 8 tokio mpsc", most, mpsc, 1.5),
+        ("at-least-once / at-most-once", least, most, 1.3),
+        ("exactly-once / at-most-once", exactly, most, 2.0),
+    ] {
+        let ratios: Vec<f64> = per_event[over]
+            .iter()
+            .zip(&per_event[under])
+            .map(|(a, b)| a / b)
+            .collect();
+        let above = ratios.iter().filter(|&&r| r > target).count();
+        println!(
+            "  {label:<30} median {:.2}x (target <= {target}x; {above} of {ROUNDS} rounds above it)",
+            median(ratios)
+        );
+    }
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 fn bench_partitions(c: &mut Criterion) {
     let runtime = runtime();
     let events: Arc<Vec<Event<u64>>> = Arc::new(
@@ -289,57 +432,15 @@ fn bench_partitions(c: &mut Criterion) {
             .map(|n| Event::new("order.placed", n).expect("valid"))
             .collect(),
     );
+    let mut variants = partition_variants(&runtime, &events);
+    paired_ratios(&mut variants);
+
     let mut group = c.benchmark_group("throughput_8_partitions");
     group.throughput(Throughput::Elements(1));
-
-    for mode in ["at_most_once", "at_least_once", "exactly_once"] {
-        let done = Done::new();
-        let topic = topic(&runtime, &done, 8, mode);
-        let cursor = Arc::new(AtomicU64::new(0));
-        group.bench_function(format!("flowgate_{mode}"), |b| {
-            b.iter_custom(|n| {
-                let (topic, events) = (topic.clone(), Arc::clone(&events));
-                let first = cursor.fetch_add(n, Ordering::Relaxed);
-                run_pool(&runtime, &done, n, move || async move {
-                    for i in first..first + n {
-                        let event = events[i as usize % POOL].clone();
-                        let published = topic.publish(event).await.expect("accepted");
-                        assert!(!published.duplicate, "the pool outlives the dedupe window");
-                    }
-                })
-            });
-        });
+    for variant in &mut variants {
+        let run = &mut variant.run;
+        group.bench_function(variant.name, |b| b.iter_custom(&mut *run));
     }
-
-    let done = Done::new();
-    let mpsc: Arc<Vec<_>> =
-        Arc::new(runtime.block_on(async { (0..8).map(|_| mpsc_consumer(&done)).collect() }));
-    group.bench_function("baseline_8_tokio_mpsc", |b| {
-        b.iter_custom(|n| {
-            let (mpsc, events) = (Arc::clone(&mpsc), Arc::clone(&events));
-            run_pool(&runtime, &done, n, move || async move {
-                for i in 0..n as usize {
-                    let event = events[i % POOL].clone();
-                    mpsc[i % 8].send(event).await.expect("open");
-                }
-            })
-        });
-    });
-
-    let done = Done::new();
-    let flume: Arc<Vec<_>> =
-        Arc::new(runtime.block_on(async { (0..8).map(|_| flume_consumer(&done)).collect() }));
-    group.bench_function("baseline_8_flume", |b| {
-        b.iter_custom(|n| {
-            let (flume, events) = (Arc::clone(&flume), Arc::clone(&events));
-            run_pool(&runtime, &done, n, move || async move {
-                for i in 0..n as usize {
-                    let event = events[i % POOL].clone();
-                    flume[i % 8].send_async(event).await.expect("open");
-                }
-            })
-        });
-    });
     group.finish();
 }
 
