@@ -220,11 +220,13 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
     let lane = &group.lanes[p];
     let counters = &group.counters[p];
     let mut ended: Option<u64> = None;
+    // The member this worker delivers to; replaced by `take_for` when the owner changes.
+    let mut member: Option<Arc<Member<T>>> = None;
     loop {
         let (next, notify) = {
             let mut state = lane.lock();
             let watched = ended.take().is_some_and(|seq| state.finish(seq));
-            match state.take() {
+            match state.take_for(&mut member) {
                 Some((queued, member, publishers_wait)) => {
                     (Some((queued, member)), watched || publishers_wait)
                 }
@@ -244,9 +246,13 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
         if notify {
             lane.room.notify_waiters();
         }
-        match next {
-            Some((queued, member)) => ended = Some(deliver(group, counters, member, queued).await),
-            None => lane.work.notified().await,
+        if let Some((queued, member)) = next {
+            ended = Some(deliver(group, counters, member, queued).await);
+        } else {
+            // Let go of the member while idle: it may have left, and its handler's state is
+            // the user's to see dropped.
+            member = None;
+            lane.work.notified().await;
         }
     }
 }
@@ -263,7 +269,7 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
             let mut notify = false;
             while let Some((queued, member, publishers_wait)) = state.take() {
                 notify |= publishers_wait;
-                running.push(deliver(group, counters, member, queued));
+                running.push(async move { deliver(group, counters, &member, queued).await });
             }
             if running.is_empty() && state.finished() {
                 return;
@@ -310,7 +316,7 @@ impl<T> Drop for Watching<'_, T> {
 async fn deliver<T: Send + Sync + 'static>(
     group: &Group<T>,
     counters: &Counters,
-    member: Arc<Member<T>>,
+    member: &Member<T>,
     queued: Queued<T>,
 ) -> u64 {
     let Queued {
@@ -330,11 +336,11 @@ async fn deliver<T: Send + Sync + 'static>(
             Counters::add(counter, 1);
         }
         DeliveryMode::AtLeastOnce(retry) => {
-            deliver_until_done(counters, &member, event, retry, None).await;
+            deliver_until_done(counters, member, event, retry, None).await;
         }
         DeliveryMode::ExactlyOnce(retry, _) => {
             let done = group.done.as_ref().zip(accepted);
-            deliver_until_done(counters, &member, event, retry, done).await;
+            deliver_until_done(counters, member, event, retry, done).await;
         }
     }
     seq
