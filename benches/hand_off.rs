@@ -10,11 +10,11 @@
 //! subscriber in each delivery mode, beside 8 tokio mpsc and 8 flume channels with one
 //! consumer task each (the producer sends to channel `i mod 8`). Exactly-once needs distinct
 //! idempotency keys, so every variant sends distinct events from one pool. Before criterion's
-//! rows, that group prints a paired comparison: rounds in which every variant runs once, back to
-//! back, with the ratios taken within each round and their medians printed (see
-//! `paired_ratios`): on a shared machine whose speed changes from second to second, those ratios
-//! are the figures to quote; criterion's rows, seconds apart, can each land in a different
-//! period.
+//! rows, that group prints a paired comparison, twice (a producer that never yields, then one
+//! that yields every 128 events, as a service's producers do): rounds in which every variant
+//! runs once, back to back, with the ratios taken within each round and their medians printed
+//! (see `paired_ratios`). Those are the figures to quote; criterion's rows, seconds apart, can
+//! each land in a different period of this shared machine.
 //!
 //! These benches live in the facade package on purpose: its build of tokio has no
 //! `test-util` feature (the member crates enable it for their own tests and benches, and
@@ -311,10 +311,12 @@ fn partition_variants<'a>(runtime: &'a Runtime, events: &Arc<Vec<Event<u64>>>) -
             let (topic, events, first) = (topic.clone(), Arc::clone(&events), cursor);
             cursor += n;
             run_pool(runtime, &done, n, move || async move {
+                let every = YIELD_EVERY.load(Ordering::Relaxed);
                 for i in first..first + n {
                     let event = events[i as usize % POOL].clone();
                     let published = topic.publish(event).await.expect("accepted");
                     assert!(!published.duplicate, "the pool outlives the dedupe window");
+                    pace(i, every).await;
                 }
             })
         };
@@ -333,9 +335,11 @@ fn partition_variants<'a>(runtime: &'a Runtime, events: &Arc<Vec<Event<u64>>>) -
         run: Box::new(move |n| {
             let (mpsc, events) = (Arc::clone(&mpsc), Arc::clone(&pool));
             run_pool(runtime, &done, n, move || async move {
+                let every = YIELD_EVERY.load(Ordering::Relaxed);
                 for i in 0..n as usize {
                     let event = events[i % POOL].clone();
                     mpsc[i % 8].send(event).await.expect("open");
+                    pace(i as u64, every).await;
                 }
             })
         }),
@@ -350,9 +354,11 @@ fn partition_variants<'a>(runtime: &'a Runtime, events: &Arc<Vec<Event<u64>>>) -
         run: Box::new(move |n| {
             let (flume, events) = (Arc::clone(&flume), Arc::clone(&pool));
             run_pool(runtime, &done, n, move || async move {
+                let every = YIELD_EVERY.load(Ordering::Relaxed);
                 for i in 0..n as usize {
                     let event = events[i % POOL].clone();
                     flume[i % 8].send_async(event).await.expect("open");
+                    pace(i as u64, every).await;
                 }
             })
         }),
@@ -360,17 +366,33 @@ fn partition_variants<'a>(runtime: &'a Runtime, events: &Arc<Vec<Event<u64>>>) -
     variants
 }
 
+/// The 8-partition producers yield to the runtime after every this many events (0: never).
+/// Criterion's rows run with 0, a producer that never yields; the paired comparison runs with
+/// 0 and then with 128, as a service's producers yield between requests. (tokio mpsc's `send`
+/// also yields on its own through tokio's cooperative budget; a bus publish and flume's
+/// `send_async` do not.)
+static YIELD_EVERY: AtomicU64 = AtomicU64::new(0);
+
+/// Yields after event `i` if the producer yields every `every` events.
+async fn pace(i: u64, every: u64) {
+    if every != 0 && (i + 1) % every == 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Rounds of the paired comparison, and events per variant per round.
 const ROUNDS: usize = 41;
 const ROUND_EVENTS: u32 = 100_000;
 
-/// The paired comparison: this machine is shared, and its speed changes from one second to the
-/// next, for every variant at once (criterion's back-to-back rows can land in a fast and a slow
-/// period and report a ratio of either). So each round runs every variant once on
-/// `ROUND_EVENTS` events, back to back (about 0.1 s for the round, the starting variant
-/// rotating), and the ratios are taken within a round; the figures printed are the medians over
-/// `ROUNDS` rounds (the first round, a warm-up, is not counted).
-fn paired_ratios(variants: &mut [Variant<'_>]) {
+/// The paired comparison. Criterion measures each row for seconds on its own, and on this
+/// shared machine a row's figure depends on the minute it ran in and on how the runtime placed
+/// that topic's tasks (docs/performance.md, "The slow mode"). So each round runs every variant
+/// once on `ROUND_EVENTS` events, back to back (the starting variant rotating), and the ratios
+/// are taken within a round; the figures printed are the medians over `ROUNDS` rounds (the
+/// first round, a warm-up, is not counted), with the producers yielding every `yield_every`
+/// events.
+fn paired_ratios(variants: &mut [Variant<'_>], yield_every: u64) {
+    YIELD_EVERY.store(yield_every, Ordering::Relaxed);
     let k = variants.len();
     let mut per_event: Vec<Vec<f64>> = vec![Vec::new(); k];
     for round in 0..=ROUNDS {
@@ -388,7 +410,13 @@ fn paired_ratios(variants: &mut [Variant<'_>]) {
             .position(|v| v.name == name)
             .expect("variant")
     };
-    println!("paired rounds ({ROUNDS} rounds of {ROUND_EVENTS} events per variant), medians:");
+    let pacing = match yield_every {
+        0 => "a producer that never yields".to_owned(),
+        n => format!("a producer that yields every {n} events"),
+    };
+    println!(
+        "paired rounds ({ROUNDS} rounds of {ROUND_EVENTS} events per variant, {pacing}), medians:"
+    );
     for (variant, samples) in variants.iter().zip(&per_event) {
         println!(
             "  {:<24} {:>7.1} ns/event",
@@ -433,7 +461,9 @@ fn bench_partitions(c: &mut Criterion) {
             .collect(),
     );
     let mut variants = partition_variants(&runtime, &events);
-    paired_ratios(&mut variants);
+    paired_ratios(&mut variants, 0);
+    paired_ratios(&mut variants, 128);
+    YIELD_EVERY.store(0, Ordering::Relaxed);
 
     let mut group = c.benchmark_group("throughput_8_partitions");
     group.throughput(Throughput::Elements(1));
