@@ -217,8 +217,12 @@ impl<S: Sink> HandOff<S> {
             let done = Arc::clone(&this.done);
             tokio::spawn(async move {
                 let event = Event::new("order.placed", 7).expect("valid type");
-                for _ in 0..n {
+                let every = YIELD_EVERY.load(Ordering::Relaxed);
+                for i in 0..n {
                     this.sink.send(event.clone()).await;
+                    if every != 0 && (i + 1) % every == 0 {
+                        tokio::task::yield_now().await;
+                    }
                 }
             });
             done.notify.notified().await;
@@ -303,6 +307,17 @@ fn bench_hand_off(c: &mut Criterion) {
             println!("allocations per event, {name}, {label}: {per_event:.3}");
         }
 
+        let runs: [Run<'_>; 3] = [
+            (
+                "flowgate emit_async",
+                Box::new(|n| flowgate.run(&runtime, n)),
+            ),
+            ("tokio mpsc + worker", Box::new(|n| mpsc.run(&runtime, n))),
+            ("flume + worker", Box::new(|n| flume.run(&runtime, n))),
+        ];
+        paired(label, &runs, 0);
+        paired(label, &runs, 128);
+
         let mut group = c.benchmark_group(format!("hand_off_{label}"));
         group.throughput(Throughput::Elements(1));
         group.bench_function("flowgate_emit_async_1_worker", |b| {
@@ -316,6 +331,63 @@ fn bench_hand_off(c: &mut Criterion) {
         });
         group.finish();
     }
+}
+
+/// The producer of a hand-off yields to the runtime after every this many events (0: never).
+/// Criterion's rows run with 0; the paired comparison also with 128, as a service's producers
+/// yield between requests.
+static YIELD_EVERY: AtomicU64 = AtomicU64::new(0);
+
+/// A hand-off under a name: `run(n)` hands `n` events over and returns the time until all ran.
+type Run<'a> = (&'static str, Box<dyn Fn(u64) -> Duration + 'a>);
+
+/// Rounds of the paired comparison, and events per hand-off per round.
+const ROUNDS: usize = 41;
+const ROUND_EVENTS: u64 = 100_000;
+
+/// The paired comparison, as in the top-level `hand_off` bench: on this shared machine a
+/// criterion row's figure depends on the minute it ran in and on where the runtime placed its
+/// tasks, so each round runs every hand-off (`runs[0]` is flowgate, `runs[1]` tokio mpsc) once
+/// on `ROUND_EVENTS` events, back to back, the first one rotating, and the ratio to tokio mpsc
+/// is taken within each round. Prints the medians over `ROUNDS` rounds (after a warm-up round)
+/// and how many rounds missed the 1.5× target.
+fn paired(label: &str, runs: &[Run<'_>], yield_every: u64) {
+    YIELD_EVERY.store(yield_every, Ordering::Relaxed);
+    let k = runs.len();
+    let mut per_event: Vec<Vec<f64>> = vec![Vec::new(); k];
+    for round in 0..=ROUNDS {
+        for j in 0..k {
+            let v = (round + j) % k;
+            let took = (runs[v].1)(ROUND_EVENTS);
+            if round > 0 {
+                per_event[v].push(took.as_secs_f64() * 1e9 / ROUND_EVENTS as f64);
+            }
+        }
+    }
+    YIELD_EVERY.store(0, Ordering::Relaxed);
+    let pacing = match yield_every {
+        0 => "a producer that never yields".to_owned(),
+        n => format!("a producer that yields every {n} events"),
+    };
+    println!("paired rounds, {label}, {pacing} ({ROUNDS} rounds of {ROUND_EVENTS} events):");
+    for ((name, _), samples) in runs.iter().zip(&per_event) {
+        println!("  {name:<22} {:>7.1} ns/event", median(samples.clone()));
+    }
+    let ratios: Vec<f64> = per_event[0]
+        .iter()
+        .zip(&per_event[1])
+        .map(|(a, b)| a / b)
+        .collect();
+    let above = ratios.iter().filter(|&&r| r > 1.5).count();
+    println!(
+        "  flowgate / tokio mpsc  median {:.2}x (target <= 1.5x; {above} of {ROUNDS} rounds above it)",
+        median(ratios)
+    );
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 fn alloc_per_event<S: Sink>(hand_off: &Arc<HandOff<S>>, runtime: &Runtime) -> f64 {
