@@ -603,17 +603,19 @@ where
             key: event.key().map(|k| k.as_str().to_owned()),
             idempotency_key: event.idempotency_key().as_str().to_owned(),
         });
-        let history = self.history.clone();
-        let subscriber = Arc::clone(&self.subscriber);
+        // Record the end even if the attempt panics or is cancelled, also before its first
+        // poll: the guard lives in the future from the start.
+        let end = EndGuard {
+            history: self.history.clone(),
+            subscriber: Arc::clone(&self.subscriber),
+            event: id,
+            ok: false,
+        };
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            // Record the end even if the attempt panics or is cancelled.
-            let mut end = EndGuard {
-                history,
-                subscriber,
-                event: id,
-                ok: false,
-            };
+            // Moves the whole guard in (a use of `end.ok` alone would capture just that field
+            // and leave the guard to record its end when `call` returns).
+            let mut end = end;
             let outcome = flowgate_core::invoke(&*inner, event).await;
             end.ok = outcome.is_ok();
             outcome
