@@ -327,43 +327,44 @@ fn partition_variants<'a>(runtime: &'a Runtime, events: &Arc<Vec<Event<u64>>>) -
     }
 
     let done = Done::new();
-    let mpsc: Arc<Vec<_>> =
-        Arc::new(runtime.block_on(async { (0..8).map(|_| mpsc_consumer(&done)).collect() }));
-    let pool = Arc::clone(events);
-    variants.push(Variant {
-        name: "baseline_8_tokio_mpsc",
-        run: Box::new(move |n| {
-            let (mpsc, events) = (Arc::clone(&mpsc), Arc::clone(&pool));
-            run_pool(runtime, &done, n, move || async move {
-                let every = YIELD_EVERY.load(Ordering::Relaxed);
-                for i in 0..n as usize {
-                    let event = events[i % POOL].clone();
-                    mpsc[i % 8].send(event).await.expect("open");
-                    pace(i as u64, every).await;
-                }
-            })
-        }),
-    });
-
+    let mpsc = runtime.block_on(async { (0..8).map(|_| mpsc_consumer(&done)).collect() });
+    variants.push(channels(
+        runtime,
+        "baseline_8_tokio_mpsc",
+        done,
+        mpsc,
+        events,
+    ));
     let done = Done::new();
-    let flume: Arc<Vec<_>> =
-        Arc::new(runtime.block_on(async { (0..8).map(|_| flume_consumer(&done)).collect() }));
+    let flume = runtime.block_on(async { (0..8).map(|_| flume_consumer(&done)).collect() });
+    variants.push(channels(runtime, "baseline_8_flume", done, flume, events));
+    variants
+}
+
+/// A baseline: 8 channels, each with a consumer task that ticks `done`; the producer sends
+/// event i to channel i mod 8.
+fn channels<'a, S: Sink>(
+    runtime: &'a Runtime,
+    name: &'static str,
+    done: Arc<Done>,
+    senders: Vec<S>,
+    events: &Arc<Vec<Event<u64>>>,
+) -> Variant<'a> {
+    let senders = Arc::new(senders);
     let pool = Arc::clone(events);
-    variants.push(Variant {
-        name: "baseline_8_flume",
+    Variant {
+        name,
         run: Box::new(move |n| {
-            let (flume, events) = (Arc::clone(&flume), Arc::clone(&pool));
+            let (senders, events) = (Arc::clone(&senders), Arc::clone(&pool));
             run_pool(runtime, &done, n, move || async move {
                 let every = YIELD_EVERY.load(Ordering::Relaxed);
                 for i in 0..n as usize {
-                    let event = events[i % POOL].clone();
-                    flume[i % 8].send_async(event).await.expect("open");
+                    senders[i % 8].send(events[i % POOL].clone()).await;
                     pace(i as u64, every).await;
                 }
             })
         }),
-    });
-    variants
+    }
 }
 
 /// The 8-partition producers yield to the runtime after every this many events (0: never).
