@@ -405,6 +405,7 @@ fn paired_ratios(variants: &mut [Variant<'_>], yield_every: u64) {
             }
         }
     }
+    YIELD_EVERY.store(0, Ordering::Relaxed);
     let index = |name: &str| {
         variants
             .iter()
@@ -464,7 +465,6 @@ fn bench_partitions(c: &mut Criterion) {
     let mut variants = partition_variants(&runtime, &events);
     paired_ratios(&mut variants, 0);
     paired_ratios(&mut variants, 128);
-    YIELD_EVERY.store(0, Ordering::Relaxed);
 
     let mut group = c.benchmark_group("throughput_8_partitions");
     group.throughput(Throughput::Elements(1));
