@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryMode;
 use crate::dedupe::{Accepted, Begin, Dedupe};
-use crate::lane::{Lane, Queued};
+use crate::lane::{task_waker, Lane, Parked, Queued};
 use crate::stats::Counters;
 
 /// One member: a handler and where its dead letters go.
@@ -67,8 +67,14 @@ impl<T: Send + Sync + 'static> Group<T> {
     pub(crate) fn rebalance(&self, members: &[Arc<Member<T>>]) {
         for (p, lane) in self.lanes.iter().enumerate() {
             let owner = (!members.is_empty()).then(|| Arc::clone(&members[p % members.len()]));
-            lane.lock().assign(owner);
-            lane.work.notify_one();
+            let parked = {
+                let mut state = lane.lock();
+                state.assign(owner);
+                state.unpark()
+            };
+            if let Some(worker) = parked {
+                worker.wake();
+            }
         }
     }
 
@@ -173,8 +179,14 @@ impl<T: Send + Sync + 'static> Group<T> {
     /// Closes every lane (nothing more is queued) and wakes the workers so they drain and stop.
     pub(crate) fn close(&self) {
         for lane in &*self.lanes {
-            lane.lock().close();
-            lane.work.notify_one();
+            let parked = {
+                let mut state = lane.lock();
+                state.close();
+                state.unpark()
+            };
+            if let Some(worker) = parked {
+                worker.wake();
+            }
             lane.room.notify_waiters();
         }
     }
@@ -220,6 +232,7 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
     let lane = &group.lanes[p];
     let counters = &group.counters[p];
     let mut ended: Option<u64> = None;
+    let waker = task_waker().await;
     // The member this worker delivers to; replaced by `take_for` when the owner changes.
     let mut member: Option<Arc<Member<T>>> = None;
     loop {
@@ -238,7 +251,7 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
                     return;
                 }
                 None => {
-                    state.park();
+                    state.park(&waker);
                     (None, watched)
                 }
             }
@@ -252,7 +265,7 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
             // Let go of the member while idle: it may have left, and its handler's state is
             // the user's to see dropped.
             member = None;
-            lane.work.notified().await;
+            Parked::default().await;
         }
     }
 }
@@ -263,6 +276,7 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
     let lane = &group.lanes[p];
     let counters = &group.counters[p];
     let mut running = FuturesUnordered::new();
+    let waker = task_waker().await;
     loop {
         let (notify, wait_for_work) = {
             let mut state = lane.lock();
@@ -277,7 +291,7 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
             // Wait for pushes only if a push could let more start (the cap is not reached).
             let could_take_more = running.len() < lane.concurrency();
             if could_take_more {
-                state.park();
+                state.park(&waker);
             }
             (notify, could_take_more)
         };
@@ -287,7 +301,7 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
         let ended = if wait_for_work {
             tokio::select! {
                 seq = running.next(), if !running.is_empty() => seq,
-                () = lane.work.notified() => None,
+                () = Parked::default() => None,
             }
         } else {
             running.next().await

@@ -17,11 +17,19 @@
 //!    its queue moves with it, in order.
 //! 4. **Closed is final.** After [`LaneState::close`] nothing more is pushed; the worker drains
 //!    what is queued and stops.
+//! 5. **No lost wake-up.** The worker decides to wait under the lock, and leaves its task's
+//!    waker there ([`LaneGuard::park`]); whoever then changes what the worker could do (a push,
+//!    a close, a new owner) does so under the lock and takes the waker to wake it
+//!    ([`LaneGuard::push`], [`LaneGuard::unpark`]). A change made before the worker looked is
+//!    seen when it looks; a change made after finds the waker.
 //!
 //! Public only for the loom models in `tests/`; not part of the API.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use std::sync::Arc;
 
@@ -63,8 +71,11 @@ struct LaneState<T, M> {
     assigned: Option<Arc<M>>,
     /// The member whose deliveries run (or last ran).
     active: Option<Arc<M>>,
-    /// The worker is waiting on `work` (so a push must wake it).
-    worker_parked: bool,
+    /// The parked worker's waker: set when it waits for work, taken by whoever wakes it.
+    /// A waker instead of a `tokio::sync::Notify`: the lane's lock is held for the decision
+    /// anyway, and a `Notify` took its own lock at every park and every wake, which with a
+    /// producer that keeps pace with the worker happens every few events.
+    parked: Option<Waker>,
     /// Publishers waiting on `room`.
     waiting_publishers: usize,
     /// Others waiting on `room` for deliveries to end (rebalances, unsubscribes).
@@ -74,9 +85,6 @@ struct LaneState<T, M> {
 /// See the [module docs](self).
 pub struct Lane<T, M> {
     state: Mutex<LaneState<T, M>>,
-    /// Wakes the lane's worker. `notify_one` keeps a permit when the worker is not waiting
-    /// yet, so a wake-up between its check and its wait is not lost.
-    pub work: Notify,
     /// Wakes publishers waiting for room (after a take) and watchers waiting for deliveries
     /// to end (after a finish). Notified only when someone is counted as waiting: a
     /// `notify_waiters` takes tokio's internal lock even when nobody waits.
@@ -105,11 +113,10 @@ impl<T, M> Lane<T, M> {
                 closed: false,
                 assigned: None,
                 active: None,
-                worker_parked: false,
+                parked: None,
                 waiting_publishers: 0,
                 watchers: 0,
             }),
-            work: Notify::new(),
             room: Notify::new(),
             capacity,
             concurrency,
@@ -151,14 +158,14 @@ impl<T, M> LaneGuard<'_, T, M> {
 
     /// Queues `event` (with its key hash). The caller checked `has_room` and `is_closed`,
     /// unless `drop_oldest` is set, in which case a full lane drops its oldest event.
-    /// Returns what happened and whether the worker must be woken.
+    /// Returns what happened and the parked worker's waker, to wake once the lock is released.
     pub fn push(
         &mut self,
         event: Event<T>,
         key: Option<u64>,
         accepted: Option<Accepted>,
         drop_oldest: bool,
-    ) -> (Pushed, bool) {
+    ) -> (Pushed, Option<Waker>) {
         let state = &mut *self.state;
         let mut pushed = Pushed::Queued;
         if drop_oldest && state.queue.len() >= self.capacity {
@@ -173,8 +180,7 @@ impl<T, M> LaneGuard<'_, T, M> {
             seq,
             accepted,
         });
-        let wake = std::mem::replace(&mut state.worker_parked, false);
-        (pushed, wake)
+        (pushed, state.parked.take())
     }
 
     /// Hands out the next event to deliver and the member to deliver it to, or `None` if
@@ -250,9 +256,23 @@ impl<T, M> LaneGuard<'_, T, M> {
         self.state.watchers = self.state.watchers.saturating_sub(1);
     }
 
-    /// Marks the worker as about to wait for work (a push then wakes it).
-    pub fn park(&mut self) {
-        self.state.worker_parked = true;
+    /// Marks the worker as about to wait for work: the next push (or close, or change of
+    /// owner) takes `waker` and wakes it.
+    pub fn park(&mut self, waker: &Waker) {
+        // The worker parks with its task's waker every time: clone it only the first time.
+        if !self
+            .state
+            .parked
+            .as_ref()
+            .is_some_and(|parked| parked.will_wake(waker))
+        {
+            self.state.parked = Some(waker.clone());
+        }
+    }
+
+    /// Takes the parked worker's waker, if it is parked; wake it once the lock is released.
+    pub fn unpark(&mut self) -> Option<Waker> {
+        self.state.parked.take()
     }
 
     /// Whether the worker's job is over: closed, and nothing left it could run.
@@ -318,6 +338,34 @@ impl<T, M> LaneGuard<'_, T, M> {
         let queued = self.state.queue.drain(..).map(|q| q.event).collect();
         let in_flight = self.state.in_flight.drain(..).map(|f| f.event).collect();
         (queued, in_flight)
+    }
+}
+
+/// The waker of the task polling this: a worker is a task of its own, so the waker it parks
+/// with ([`LaneGuard::park`]) is fetched once.
+pub async fn task_waker() -> Waker {
+    poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
+}
+
+/// A parked worker's wait: pending at its first poll, ready at the next. The worker left its
+/// task's waker in the lane before awaiting this, so the next poll comes from a push, a close
+/// or a new owner taking that waker (or, rarely, from an unrelated wake, which costs the
+/// worker one more look at the lane).
+#[derive(Debug, Default)]
+pub struct Parked {
+    polled: bool,
+}
+
+impl Future for Parked {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.polled {
+            Poll::Ready(())
+        } else {
+            self.polled = true;
+            Poll::Pending
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::pin::pin;
+use std::task::Waker;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -330,10 +331,10 @@ impl<T: Send + Sync + 'static> Topic<T> {
                     WhenFull::Refuse => return Err(Refusal::Full(0)),
                 }
             }
-            let wake = self.push(&mut state, event, key, accepted, p);
+            let parked = self.push(&mut state, event, key, accepted, p);
             drop(state);
-            if wake {
-                lane.work.notify_one();
+            if let Some(worker) = parked {
+                worker.wake();
             }
             return Ok(());
         }
@@ -360,17 +361,17 @@ impl<T: Send + Sync + 'static> Topic<T> {
             }
         }
         // Every lane is checked: push into each and unlock it at once.
-        for (slot, group) in locked.iter_mut().zip(groups.iter()) {
+        for slot in locked.iter_mut() {
             let Some(mut state) = slot.take() else {
                 continue;
             };
             if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
-            let wake = self.push(&mut state, event, key, accepted, p);
+            let parked = self.push(&mut state, event, key, accepted, p);
             drop(state);
-            if wake {
-                group.lanes[p].work.notify_one();
+            if let Some(worker) = parked {
+                worker.wake();
             }
         }
         Ok(())
@@ -396,13 +397,13 @@ impl<T: Send + Sync + 'static> Topic<T> {
         key: Option<u64>,
         accepted: Option<Accepted>,
         p: usize,
-    ) -> bool {
+    ) -> Option<Waker> {
         let drop_oldest = self.inner.config.backpressure == Backpressure::DropOldest;
-        let (pushed, wake) = state.push(event.clone(), key, accepted, drop_oldest);
+        let (pushed, parked) = state.push(event.clone(), key, accepted, drop_oldest);
         if pushed == Pushed::DroppedOldest {
             Counters::add(&self.inner.counters[p].dropped, 1);
         }
-        wake
+        parked
     }
 
     /// Resolves once lane `partition` of group `index` (in the current list) may have room.

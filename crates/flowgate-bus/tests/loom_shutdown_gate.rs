@@ -2,75 +2,72 @@
 //! the lane's worker. Every publish accepted (pushed before the close) is delivered by the
 //! worker before it stops, or, when the lane has no owner any more (the group's last member
 //! left), handed back by the drain: never lost. No push lands after the close, and the
-//! worker's parking protocol loses no wake-up (else the model would hang).
+//! worker's parking protocol (its task's waker left in the lane, taken by whoever wakes it)
+//! loses no wake-up: the worker runs under loom's `block_on`, which wakes it only through
+//! that waker, so a lost wake-up leaves it parked forever and loom reports the deadlock.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p flowgate-bus --test loom_shutdown_gate`.
 #![cfg(loom)]
 
 use std::sync::Arc;
 
-use loom::sync::Mutex;
+use loom::future::block_on;
 use loom::thread;
 
-use flowgate_bus::lane::Lane;
+use flowgate_bus::lane::{task_waker, Lane, Parked};
 use flowgate_core::Event;
 
-/// Stands for the lane's `work: tokio::sync::Notify` (tokio is not loom-aware outside its own
-/// tests): `notify_one` leaves one permit, `notified` waits for it and takes it.
-#[derive(Default)]
-struct Permit(Mutex<bool>);
-
-impl Permit {
-    fn notify_one(&self) {
-        *self.0.lock().unwrap() = true;
-    }
-
-    fn notified(&self) {
-        loop {
-            {
-                let mut permit = self.0.lock().unwrap();
-                if *permit {
-                    *permit = false;
-                    return;
-                }
-            }
-            thread::yield_now();
-        }
-    }
-}
-
 /// The publish side: refused once the lane is closed, else pushed, waking a parked worker.
-fn publish(lane: &Lane<u32, ()>, work: &Permit, n: u32) -> bool {
-    let wake = {
+fn publish(lane: &Lane<u32, ()>, n: u32) -> bool {
+    let parked = {
         let mut state = lane.lock();
         if state.is_closed() {
             return false;
         }
         state.push(Event::new("e", n).unwrap(), None, None, false).1
     };
-    if wake {
-        work.notify_one();
+    if let Some(worker) = parked {
+        worker.wake();
     }
     true
 }
 
 /// The worker side, as `group::work` runs it: take what may start, finish it, stop once the
-/// lane is finished, else park and wait for work.
-fn worker(lane: &Lane<u32, ()>, work: &Permit) -> Vec<u32> {
-    let mut delivered = Vec::new();
-    loop {
-        {
-            let mut state = lane.lock();
-            while let Some((queued, _, _)) = state.take() {
-                delivered.push(*queued.event.payload());
-                state.finish(queued.seq);
+/// lane is finished, else park with its waker and wait to be woken.
+fn worker(lane: &Lane<u32, ()>) -> Vec<u32> {
+    block_on(async {
+        let waker = task_waker().await;
+        let mut delivered = Vec::new();
+        loop {
+            {
+                let mut state = lane.lock();
+                while let Some((queued, _, _)) = state.take() {
+                    delivered.push(*queued.event.payload());
+                    state.finish(queued.seq);
+                }
+                if state.finished() {
+                    return delivered;
+                }
+                state.park(&waker);
             }
-            if state.finished() {
-                return delivered;
-            }
-            state.park();
+            Parked::default().await;
         }
-        work.notified();
+    })
+}
+
+/// The close side, as `group::close` runs it: close (after letting the owner go, when the
+/// group's last member left) and wake the worker if it is parked.
+fn close(lane: &Lane<u32, ()>, owner_leaves: bool) {
+    let parked = {
+        let mut state = lane.lock();
+        if owner_leaves {
+            state.assign(None);
+        }
+        state.close();
+        state.unpark()
+    };
+    if let Some(worker) = parked {
+        worker.wake();
     }
 }
 
@@ -78,23 +75,15 @@ fn race(owner_leaves: bool) {
     loom::model(move || {
         let lane: Arc<Lane<u32, ()>> = Arc::new(Lane::new(4, 1));
         lane.lock().assign(Some(Arc::new(())));
-        let work = Arc::new(Permit::default());
         let publisher = {
-            let (lane, work) = (Arc::clone(&lane), Arc::clone(&work));
-            thread::spawn(move || [1, 2].map(|n| publish(&lane, &work, n)))
+            let lane = Arc::clone(&lane);
+            thread::spawn(move || [1, 2].map(|n| publish(&lane, n)))
         };
         let consumer = {
-            let (lane, work) = (Arc::clone(&lane), Arc::clone(&work));
-            thread::spawn(move || worker(&lane, &work))
+            let lane = Arc::clone(&lane);
+            thread::spawn(move || worker(&lane))
         };
-        {
-            let mut state = lane.lock();
-            if owner_leaves {
-                state.assign(None);
-            }
-            state.close();
-        }
-        work.notify_one();
+        close(&lane, owner_leaves);
         let accepted = publisher.join().unwrap();
         let delivered = consumer.join().unwrap();
         let (handed_back, interrupted) = lane.lock().drain();
@@ -143,22 +132,26 @@ fn a_push_wakes_a_parked_worker() {
     loom::model(|| {
         let lane: Arc<Lane<u32, ()>> = Arc::new(Lane::new(4, 1));
         lane.lock().assign(Some(Arc::new(())));
-        let work = Arc::new(Permit::default());
         let consumer = {
-            let (lane, work) = (Arc::clone(&lane), Arc::clone(&work));
-            thread::spawn(move || loop {
-                {
-                    let mut state = lane.lock();
-                    if let Some((queued, _, _)) = state.take() {
-                        state.finish(queued.seq);
-                        return *queued.event.payload();
+            let lane = Arc::clone(&lane);
+            thread::spawn(move || {
+                block_on(async {
+                    let waker = task_waker().await;
+                    loop {
+                        {
+                            let mut state = lane.lock();
+                            if let Some((queued, _, _)) = state.take() {
+                                state.finish(queued.seq);
+                                return *queued.event.payload();
+                            }
+                            state.park(&waker);
+                        }
+                        Parked::default().await;
                     }
-                    state.park();
-                }
-                work.notified();
+                })
             })
         };
-        assert!(publish(&lane, &work, 7));
+        assert!(publish(&lane, 7));
         assert_eq!(consumer.join().unwrap(), 7);
     });
 }
