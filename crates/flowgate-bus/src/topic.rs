@@ -206,7 +206,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn publish(&self, event: Event<T>) -> Result<Published, PublishError<T>> {
+    pub async fn publish(&self, mut event: Event<T>) -> Result<Published, PublishError<T>> {
         let inner = &*self.inner;
         let (partition, key) = self.route(&event);
         let counters = &inner.counters[partition as usize];
@@ -235,9 +235,10 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 key,
                 at: Instant::now(),
             });
+            // The event moves into the lanes; a refusal hands it back.
             let refusal = match (&inner.dedupe, accepted) {
                 (Some(dedupe), Some(accepted)) => {
-                    let push = || self.try_push(partition, key, Some(accepted), &event);
+                    let push = || self.try_push(partition, key, Some(accepted), event);
                     match dedupe.admit(accepted.key, accepted.at, push) {
                         Admit::Accepted => None,
                         Admit::Duplicate => {
@@ -250,15 +251,16 @@ impl<T: Send + Sync + 'static> Topic<T> {
                         Admit::Refused(refusal) => Some(refusal),
                     }
                 }
-                _ => self.try_push(partition, key, None, &event).err(),
+                _ => self.try_push(partition, key, None, event).err(),
             };
-            let Some(refusal) = refusal else {
+            let Some((refusal, refused)) = refusal else {
                 Counters::add(&counters.published, 1);
                 return Ok(Published {
                     partition,
                     duplicate: false,
                 });
             };
+            event = refused;
             let group = match refusal {
                 // A closed lane of a topic still open belongs to a group whose last member
                 // just left; it was removed from the list before its lanes closed, so the next
@@ -297,14 +299,14 @@ impl<T: Send + Sync + 'static> Topic<T> {
         }
     }
 
-    /// Queues the event in lane `partition` of every group, or in none.
+    /// Queues the event in lane `partition` of every group, or in none (then hands it back).
     fn try_push(
         &self,
         partition: u32,
         key: Option<u64>,
         accepted: Option<Accepted>,
-        event: &Event<T>,
-    ) -> Result<(), Refusal> {
+        event: Event<T>,
+    ) -> Result<(), (Refusal, Event<T>)> {
         let inner = &*self.inner;
         let groups = inner.groups.load();
         let p = partition as usize;
@@ -313,7 +315,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             // Accepted with no one to deliver to, unless the topic is closed. Acquire: pairs
             // with the Release store in `close`.
             return if inner.closed.load(Ordering::Acquire) {
-                Err(Refusal::Closed)
+                Err((Refusal::Closed, event))
             } else {
                 Ok(())
             };
@@ -322,13 +324,13 @@ impl<T: Send + Sync + 'static> Topic<T> {
             let lane = &group.lanes[p];
             let mut state = lane.lock();
             if state.is_closed() {
-                return Err(Refusal::Closed);
+                return Err((Refusal::Closed, event));
             }
             if !state.has_room() {
                 match self.when_full(p) {
                     WhenFull::Push => {}
                     WhenFull::Skip => return Ok(()),
-                    WhenFull::Refuse => return Err(Refusal::Full(0)),
+                    WhenFull::Refuse => return Err((Refusal::Full(0), event)),
                 }
             }
             let parked = self.push(&mut state, event, key, accepted, p);
@@ -353,11 +355,11 @@ impl<T: Send + Sync + 'static> Topic<T> {
             *slot = Some(group.lanes[p].lock());
         }
         if locked.iter().flatten().any(LaneGuard::is_closed) {
-            return Err(Refusal::Closed);
+            return Err((Refusal::Closed, event));
         }
         if matches!(policy, Backpressure::Block { .. } | Backpressure::Reject) {
             if let Some(full) = locked.iter().flatten().position(|state| !state.has_room()) {
-                return Err(Refusal::Full(full));
+                return Err((Refusal::Full(full), event));
             }
         }
         // Every lane is checked: push into each and unlock it at once.
@@ -368,7 +370,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
-            let parked = self.push(&mut state, event, key, accepted, p);
+            let parked = self.push(&mut state, event.clone(), key, accepted, p);
             drop(state);
             if let Some(worker) = parked {
                 worker.wake();
@@ -393,13 +395,13 @@ impl<T: Send + Sync + 'static> Topic<T> {
     fn push(
         &self,
         state: &mut LaneGuard<'_, T, Member<T>>,
-        event: &Event<T>,
+        event: Event<T>,
         key: Option<u64>,
         accepted: Option<Accepted>,
         p: usize,
     ) -> Option<Waker> {
         let drop_oldest = self.inner.config.backpressure == Backpressure::DropOldest;
-        let (pushed, parked) = state.push(event.clone(), key, accepted, drop_oldest);
+        let (pushed, parked) = state.push(event, key, accepted, drop_oldest);
         if pushed == Pushed::DroppedOldest {
             Counters::add(&self.inner.counters[p].dropped, 1);
         }
