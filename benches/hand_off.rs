@@ -12,8 +12,8 @@
 //! idempotency keys, so every variant sends distinct events from one pool. Before criterion's
 //! rows, that group prints a paired comparison, twice (a producer that never yields, then one
 //! that yields every 128 events, as a service's producers do): rounds in which every variant
-//! runs once, back to back, with the ratios taken within each round and their medians printed
-//! (see `paired_ratios`). Those are the figures to quote; criterion's rows, seconds apart, can
+//! runs once, back to back (its timed events after untimed ones that warm its caches again),
+//! with the ratios taken within each round and their medians printed (see `paired_ratios`). Those are the figures to quote; criterion's rows, seconds apart, can
 //! each land in a different period of this shared machine.
 //!
 //! These benches live in the facade package on purpose: its build of tokio has no
@@ -384,14 +384,21 @@ async fn pace(i: u64, every: u64) {
 /// Rounds of the paired comparison, and events per variant per round.
 const ROUNDS: usize = 41;
 const ROUND_EVENTS: u32 = 100_000;
+/// Untimed events each variant handles in a round before its timed ones: the variants that ran
+/// in between left the caches full of their own data, and a round should measure a variant's
+/// steady state (as criterion's rows do), not how long it takes to bring its working set back.
+/// That working set differs by variant: an exactly-once topic keeps two dedupe windows of 10,000
+/// keys each (a hash map and an age queue apiece), by our estimate over a megabyte, and this
+/// machine's L2 is 1 MB per core.
+const WARM_EVENTS: u64 = 25_000;
 
 /// The paired comparison. Criterion measures each row for seconds on its own, and on this
 /// shared machine a row's figure depends on the minute it ran in and on how the runtime placed
 /// that topic's tasks (docs/performance.md, "The slow mode"). So each round runs every variant
-/// once on `ROUND_EVENTS` events, back to back (the starting variant rotating), and the ratios
-/// are taken within a round; the figures printed are the medians over `ROUNDS` rounds (the
-/// first round, a warm-up, is not counted), with the producers yielding every `yield_every`
-/// events.
+/// once on `ROUND_EVENTS` events (after `WARM_EVENTS` untimed ones), back to back (the starting
+/// variant rotating), and the ratios are taken within a round; the figures printed are the
+/// medians over `ROUNDS` rounds (the first round, a warm-up, is not counted), with the
+/// producers yielding every `yield_every` events.
 fn paired_ratios(variants: &mut [Variant<'_>], yield_every: u64) {
     YIELD_EVERY.store(yield_every, Ordering::Relaxed);
     let k = variants.len();
@@ -399,6 +406,7 @@ fn paired_ratios(variants: &mut [Variant<'_>], yield_every: u64) {
     for round in 0..=ROUNDS {
         for j in 0..k {
             let v = (round + j) % k;
+            (variants[v].run)(WARM_EVENTS);
             let took = (variants[v].run)(u64::from(ROUND_EVENTS));
             if round > 0 {
                 per_event[v].push(took.as_secs_f64() * 1e9 / f64::from(ROUND_EVENTS));
