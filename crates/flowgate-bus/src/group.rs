@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryMode;
 use crate::dedupe::{Accepted, Begin, Dedupe};
-use crate::lane::{task_waker, Lane, Parked, Queued};
+use crate::lane::{task_waker, Lane, Queued};
 use crate::stats::Counters;
 
 /// One member: a handler and where its dead letters go.
@@ -222,6 +222,10 @@ pub(crate) async fn work<T: Send + Sync + 'static>(
     } else {
         work_concurrently(&group, p).await;
     }
+    // A worker that parked while deliveries ran may have left its waker: let it go (it keeps
+    // the finished task's memory alive).
+    let parked = group.lanes[p].lock().unpark();
+    drop(parked);
     // Whoever waits for this lane's deliveries to end: they did.
     group.lanes[p].room.notify_waiters();
 }
@@ -265,7 +269,7 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
             // Let go of the member while idle: it may have left, and its handler's state is
             // the user's to see dropped.
             member = None;
-            Parked::default().await;
+            lane.parked().await;
         }
     }
 }
@@ -301,7 +305,7 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
         let ended = if wait_for_work {
             tokio::select! {
                 seq = running.next(), if !running.is_empty() => seq,
-                () = Parked::default() => None,
+                () = lane.parked() => None,
             }
         } else {
             running.next().await

@@ -21,7 +21,8 @@
 //!    waker there ([`LaneGuard::park`]); whoever then changes what the worker could do (a push,
 //!    a close, a new owner) does so under the lock and takes the waker to wake it
 //!    ([`LaneGuard::push`], [`LaneGuard::unpark`]). A change made before the worker looked is
-//!    seen when it looks; a change made after finds the waker.
+//!    seen when it looks; a change made after finds the waker. The worker's wait
+//!    ([`Parked`]) ends when it finds its waker taken, however many of its polls were skipped.
 //!
 //! Public only for the loom models in `tests/`; not part of the API.
 
@@ -126,6 +127,11 @@ impl<T, M> Lane<T, M> {
     /// At most this many deliveries run at once.
     pub fn concurrency(&self) -> usize {
         self.concurrency
+    }
+
+    /// The worker's wait after [`LaneGuard::park`]: see [`Parked`].
+    pub fn parked(&self) -> Parked<'_, T, M> {
+        Parked { lane: self }
     }
 
     /// Locks the lane.
@@ -333,8 +339,9 @@ impl<T, M> LaneGuard<'_, T, M> {
     }
 
     /// Removes and returns the queued events and the in-flight ones (for a report, once the
-    /// worker is gone).
+    /// worker is gone), and lets go of the waker of a worker that was stopped while parked.
     pub fn drain(&mut self) -> (Vec<Event<T>>, Vec<Event<T>>) {
+        self.state.parked = None;
         let queued = self.state.queue.drain(..).map(|q| q.event).collect();
         let in_flight = self.state.in_flight.drain(..).map(|f| f.event).collect();
         (queued, in_flight)
@@ -347,25 +354,37 @@ pub async fn task_waker() -> Waker {
     poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
 }
 
-/// A parked worker's wait: pending at its first poll, ready at the next. The worker left its
-/// task's waker in the lane before awaiting this, so the next poll comes from a push, a close
-/// or a new owner taking that waker (or, rarely, from an unrelated wake, which costs the
-/// worker one more look at the lane).
-#[derive(Debug, Default)]
-pub struct Parked {
-    polled: bool,
+/// A parked worker's wait ([`Lane::parked`]): ends once whoever changed the lane took the
+/// waker the worker left there with [`LaneGuard::park`].
+///
+/// It looks at the lane at every poll rather than counting its own polls: a poll can be
+/// skipped (`tokio::select!` returns `Pending` without polling its branches when the task's
+/// cooperative budget is spent), and a wake-up that landed in between must still end the wait.
+pub struct Parked<'a, T, M> {
+    lane: &'a Lane<T, M>,
 }
 
-impl Future for Parked {
+impl<T, M> Future for Parked<'_, T, M> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.polled {
-            Poll::Ready(())
-        } else {
-            self.polled = true;
-            Poll::Pending
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lane.state.lock();
+        match &mut state.parked {
+            None => Poll::Ready(()),
+            Some(parked) => {
+                // Normally the waker parked with is this task's already.
+                if !parked.will_wake(cx.waker()) {
+                    parked.clone_from(cx.waker());
+                }
+                Poll::Pending
+            }
         }
+    }
+}
+
+impl<T, M> fmt::Debug for Parked<'_, T, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parked").finish_non_exhaustive()
     }
 }
 

@@ -235,10 +235,15 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 key,
                 at: Instant::now(),
             });
-            // The event moves into the lanes; a refusal hands it back.
+            // The event moves into the lanes; a refusal hands it back. What no lane took is
+            // dropped here, outside the window's lock (a payload's `Drop` is the user's code).
+            let mut unqueued = None;
             let refusal = match (&inner.dedupe, accepted) {
                 (Some(dedupe), Some(accepted)) => {
-                    let push = || self.try_push(partition, key, Some(accepted), event);
+                    let push = || {
+                        self.try_push(partition, key, Some(accepted), event)
+                            .map(|rest| unqueued = rest)
+                    };
                     match dedupe.admit(accepted.key, accepted.at, push) {
                         Admit::Accepted => None,
                         Admit::Duplicate => {
@@ -251,8 +256,15 @@ impl<T: Send + Sync + 'static> Topic<T> {
                         Admit::Refused(refusal) => Some(refusal),
                     }
                 }
-                _ => self.try_push(partition, key, None, event).err(),
+                _ => match self.try_push(partition, key, None, event) {
+                    Ok(rest) => {
+                        unqueued = rest;
+                        None
+                    }
+                    Err(refused) => Some(refused),
+                },
             };
+            drop(unqueued);
             let Some((refusal, refused)) = refusal else {
                 Counters::add(&counters.published, 1);
                 return Ok(Published {
@@ -300,13 +312,15 @@ impl<T: Send + Sync + 'static> Topic<T> {
     }
 
     /// Queues the event in lane `partition` of every group, or in none (then hands it back).
+    /// `Ok` carries the event back when no lane kept it (no subscriber, or `DropNewest` dropped
+    /// it), for the caller to drop once it holds no lock.
     fn try_push(
         &self,
         partition: u32,
         key: Option<u64>,
         accepted: Option<Accepted>,
         event: Event<T>,
-    ) -> Result<(), (Refusal, Event<T>)> {
+    ) -> Result<Option<Event<T>>, (Refusal, Event<T>)> {
         let inner = &*self.inner;
         let groups = inner.groups.load();
         let p = partition as usize;
@@ -317,7 +331,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             return if inner.closed.load(Ordering::Acquire) {
                 Err((Refusal::Closed, event))
             } else {
-                Ok(())
+                Ok(Some(event))
             };
         }
         if let [group] = &groups[..] {
@@ -329,7 +343,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if !state.has_room() {
                 match self.when_full(p) {
                     WhenFull::Push => {}
-                    WhenFull::Skip => return Ok(()),
+                    WhenFull::Skip => return Ok(Some(event)),
                     WhenFull::Refuse => return Err((Refusal::Full(0), event)),
                 }
             }
@@ -338,7 +352,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if let Some(worker) = parked {
                 worker.wake();
             }
-            return Ok(());
+            return Ok(None);
         }
         // Lock every group's lane of this partition, in list order (the only order anyone
         // takes more than one lane lock in), so the publish lands in all of them or none.
@@ -376,7 +390,8 @@ impl<T: Send + Sync + 'static> Topic<T> {
                 worker.wake();
             }
         }
-        Ok(())
+        // The lanes hold copies (or dropped it); this one is the caller's to drop.
+        Ok(Some(event))
     }
 
     /// What to do with a full lane under the topic's policy. Counts a `DropNewest` drop

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use loom::future::block_on;
 use loom::thread;
 
-use flowgate_bus::lane::{task_waker, Lane, Parked};
+use flowgate_bus::lane::{task_waker, Lane};
 use flowgate_core::Event;
 
 /// The publish side: refused once the lane is closed, else pushed, waking a parked worker.
@@ -50,7 +50,7 @@ fn worker(lane: &Lane<u32, ()>) -> Vec<u32> {
                 }
                 state.park(&waker);
             }
-            Parked::default().await;
+            lane.parked().await;
         }
     })
 }
@@ -146,7 +146,7 @@ fn a_push_wakes_a_parked_worker() {
                             }
                             state.park(&waker);
                         }
-                        Parked::default().await;
+                        lane.parked().await;
                     }
                 })
             })
