@@ -240,9 +240,19 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
     // The member this worker delivers to; replaced by `take_for` when the owner changes.
     let mut member: Option<Arc<Member<T>>> = None;
     loop {
+        // The copy of the event that just ended, dropped after the lock (see `finish`); declared
+        // before the guard, so also an early return drops it after the guard.
+        let mut released = None;
         let (next, notify) = {
             let mut state = lane.lock();
-            let watched = ended.take().is_some_and(|seq| state.finish(seq));
+            let watched = match ended.take() {
+                Some(seq) => {
+                    let (watched, event) = state.finish(seq);
+                    released = event;
+                    watched
+                }
+                None => false,
+            };
             match state.take_for(&mut member) {
                 Some((queued, member, publishers_wait)) => {
                     (Some((queued, member)), watched || publishers_wait)
@@ -260,6 +270,7 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
                 }
             }
         };
+        drop(released);
         if notify {
             lane.room.notify_waiters();
         }
@@ -311,7 +322,10 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
             running.next().await
         };
         if let Some(seq) = ended {
-            if lane.lock().finish(seq) {
+            // The guard is a temporary of this statement: `released` outlives it.
+            let (watched, released) = lane.lock().finish(seq);
+            drop(released);
+            if watched {
                 lane.room.notify_waiters();
             }
         }

@@ -94,15 +94,6 @@ pub struct Lane<T, M> {
     concurrency: usize,
 }
 
-/// What a push did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    /// Queued.
-    Queued,
-    /// Queued after dropping the oldest queued event.
-    DroppedOldest,
-}
-
 impl<T, M> Lane<T, M> {
     /// An empty, open lane with no owner.
     pub fn new(capacity: usize, concurrency: usize) -> Self {
@@ -164,19 +155,21 @@ impl<T, M> LaneGuard<'_, T, M> {
 
     /// Queues `event` (with its key hash). The caller checked `has_room` and `is_closed`,
     /// unless `drop_oldest` is set, in which case a full lane drops its oldest event.
-    /// Returns what happened and the parked worker's waker, to wake once the lock is released.
+    ///
+    /// Returns the oldest event if it was dropped to make room, and the parked worker's
+    /// waker. Drop the one and wake the other once the lock is released: the event may hold
+    /// the last reference to a payload whose `Drop` is the user's code (which may publish).
     pub fn push(
         &mut self,
         event: Event<T>,
         key: Option<u64>,
         accepted: Option<Accepted>,
         drop_oldest: bool,
-    ) -> (Pushed, Option<Waker>) {
+    ) -> (Option<Event<T>>, Option<Waker>) {
         let state = &mut *self.state;
-        let mut pushed = Pushed::Queued;
+        let mut dropped = None;
         if drop_oldest && state.queue.len() >= self.capacity {
-            state.queue.pop_front();
-            pushed = Pushed::DroppedOldest;
+            dropped = state.queue.pop_front().map(|oldest| oldest.event);
         }
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -186,7 +179,7 @@ impl<T, M> LaneGuard<'_, T, M> {
             seq,
             accepted,
         });
-        (pushed, state.parked.take())
+        (dropped, state.parked.take())
     }
 
     /// Hands out the next event to deliver and the member to deliver it to, or `None` if
@@ -245,10 +238,16 @@ impl<T, M> LaneGuard<'_, T, M> {
     }
 
     /// Records that delivery `seq` ended. Returns whether someone watches for that (then
-    /// notify `room`).
-    pub fn finish(&mut self, seq: u64) -> bool {
-        self.state.in_flight.retain(|f| f.seq != seq);
-        self.state.watchers > 0
+    /// notify `room`), and the copy of the event kept for the shutdown report: drop it once
+    /// the lock is released, as it is often the last reference to the payload, whose `Drop`
+    /// is the user's code (and may publish to this very lane).
+    pub fn finish(&mut self, seq: u64) -> (bool, Option<Event<T>>) {
+        let in_flight = &mut self.state.in_flight;
+        let ended = in_flight
+            .iter()
+            .position(|f| f.seq == seq)
+            .map(|i| in_flight.remove(i).event);
+        (self.state.watchers > 0, ended)
     }
 
     /// Counts a watcher waiting on `room` for deliveries to end (undo with

@@ -25,7 +25,7 @@ use crate::config::{Backpressure, TopicConfig};
 use crate::dedupe::{Accepted, Admit, Dedupe};
 use crate::error::{BusError, PublishError};
 use crate::group::{work, Group, GroupLane, Member};
-use crate::lane::{LaneGuard, Pushed};
+use crate::lane::LaneGuard;
 use crate::stats::{Counters, DedupeStats, PartitionStats, TopicStats};
 
 /// What an accepted publish did.
@@ -347,8 +347,9 @@ impl<T: Send + Sync + 'static> Topic<T> {
                     WhenFull::Refuse => return Err((Refusal::Full(0), event)),
                 }
             }
-            let parked = self.push(&mut state, event, key, accepted, p);
+            let (dropped, parked) = self.push(&mut state, event, key, accepted, p);
             drop(state);
+            drop(dropped);
             if let Some(worker) = parked {
                 worker.wake();
             }
@@ -384,8 +385,9 @@ impl<T: Send + Sync + 'static> Topic<T> {
             if !state.has_room() && self.when_full(p) == WhenFull::Skip {
                 continue; // DropNewest: this subscriber does not get it (counted).
             }
-            let parked = self.push(&mut state, event.clone(), key, accepted, p);
+            let (dropped, parked) = self.push(&mut state, event.clone(), key, accepted, p);
             drop(state);
+            drop(dropped);
             if let Some(worker) = parked {
                 worker.wake();
             }
@@ -414,13 +416,13 @@ impl<T: Send + Sync + 'static> Topic<T> {
         key: Option<u64>,
         accepted: Option<Accepted>,
         p: usize,
-    ) -> Option<Waker> {
+    ) -> (Option<Event<T>>, Option<Waker>) {
         let drop_oldest = self.inner.config.backpressure == Backpressure::DropOldest;
-        let (pushed, parked) = state.push(event, key, accepted, drop_oldest);
-        if pushed == Pushed::DroppedOldest {
+        let (dropped, parked) = state.push(event, key, accepted, drop_oldest);
+        if dropped.is_some() {
             Counters::add(&self.inner.counters[p].dropped, 1);
         }
-        parked
+        (dropped, parked)
     }
 
     /// Resolves once lane `partition` of group `index` (in the current list) may have room.
