@@ -2,114 +2,88 @@
 //! locks. Otherwise a payload whose `Drop` reads the topic's `stats()` (or publishes to it) would
 //! wait for a lock its own thread holds.
 //!
-//! The probe payload's `Drop` asks another thread for `topic.stats()`, which takes every lane's
-//! lock and every dedupe shard's, and waits up to 2 s for the answer: a `Drop` run under one of
-//! those locks is seen as a `stats()` that could not finish.
+//! The payload is a [`DropProbe`] whose `Drop` asks another thread for `topic.stats()`, which
+//! takes every lane's lock and every dedupe shard's, and waits up to 2 s for the answer: a `Drop`
+//! run under one of those locks is seen as a `stats()` that could not finish.
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use flowgate::bus::{Backpressure, Bus, DedupeWindowConfig, Topic};
 use flowgate::{Event, RetryPolicy};
+use flowgate_testkit::drop_probe::{DropProbe, DropProbes};
 use flowgate_testkit::wait::wait_until;
 use tokio::sync::Semaphore;
 
-/// What the probes saw.
-#[derive(Default)]
-struct Seen {
-    /// Probes dropped (that could look at the topic).
-    dropped: AtomicUsize,
-    /// Probes whose `Drop` found the topic's locks held.
-    under_lock: AtomicUsize,
-}
-
-struct Probe {
-    topic: Arc<OnceLock<Topic<Probe>>>,
-    seen: Arc<Seen>,
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let Some(topic) = self.topic.get().cloned() else {
-            return;
-        };
-        let (done, answer) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = topic.stats();
-            let _ = done.send(());
-        });
-        if answer.recv_timeout(Duration::from_secs(2)).is_err() {
-            self.seen.under_lock.fetch_add(1, Ordering::SeqCst);
-        }
-        self.seen.dropped.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// A topic whose events carry probes, and a way to make them.
-fn probed(topic: Topic<Probe>) -> (Topic<Probe>, impl Fn() -> Event<Probe>, Arc<Seen>) {
+/// A topic whose events carry probes that read its `stats()` when dropped, and a way to make
+/// such events.
+fn probed(
+    topic: Topic<DropProbe>,
+) -> (
+    Topic<DropProbe>,
+    impl Fn() -> Event<DropProbe>,
+    Arc<DropProbes>,
+) {
     let cell = Arc::new(OnceLock::new());
     assert!(cell.set(topic.clone()).is_ok());
-    let seen = Arc::new(Seen::default());
+    let probes = DropProbes::new(Duration::from_secs(2));
     let make = {
-        let seen = Arc::clone(&seen);
+        let probes = Arc::clone(&probes);
         move || {
-            let probe = Probe {
-                topic: Arc::clone(&cell),
-                seen: Arc::clone(&seen),
-            };
+            let cell = Arc::clone(&cell);
+            let probe = probes.probe(move || {
+                if let Some(topic) = cell.get() {
+                    let _ = topic.stats();
+                }
+            });
             Event::new("e", probe).unwrap()
         }
     };
-    (topic, make, seen)
+    (topic, make, probes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivered_events_payload_is_dropped_outside_the_lane_lock() {
     let bus = Bus::new();
     let topic = bus
-        .topic::<Probe>("t")
+        .topic::<DropProbe>("t")
         .partitions(1)
         .at_least_once(RetryPolicy::default())
         .create()
         .unwrap();
-    let (topic, make, seen) = probed(topic);
+    let (topic, make, probes) = probed(topic);
     let _subscriber = topic
-        .subscribe("s", |_: Event<Probe>| async { Ok(()) })
+        .subscribe("s", |_: Event<DropProbe>| async { Ok(()) })
         .start()
         .unwrap();
     for _ in 0..5 {
         topic.publish(make()).await.unwrap();
     }
     assert!(
-        wait_until(Duration::from_secs(30), || seen
-            .dropped
-            .load(Ordering::SeqCst)
-            == 5)
-        .await,
+        wait_until(Duration::from_secs(30), || probes.dropped() == 5).await,
         "all five payloads dropped"
     );
-    assert_eq!(seen.under_lock.load(Ordering::SeqCst), 0);
+    assert_eq!(probes.blocked(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_dropped_for_room_is_dropped_outside_the_lane_lock() {
     let bus = Bus::new();
     let topic = bus
-        .topic::<Probe>("t")
+        .topic::<DropProbe>("t")
         .partitions(1)
         .capacity(1)
         .at_most_once()
         .backpressure(Backpressure::DropOldest)
         .create()
         .unwrap();
-    let (topic, make, seen) = probed(topic);
+    let (topic, make, probes) = probed(topic);
     let gate = Arc::new(Semaphore::new(0));
     let _subscriber = topic
         .subscribe("s", {
             let gate = Arc::clone(&gate);
-            move |_: Event<Probe>| {
+            move |_: Event<DropProbe>| {
                 let gate = Arc::clone(&gate);
                 async move {
                     gate.acquire().await.unwrap().forget();
@@ -125,15 +99,11 @@ async fn a_payload_dropped_for_room_is_dropped_outside_the_lane_lock() {
     topic.publish(make()).await.unwrap();
     topic.publish(make()).await.unwrap();
     assert!(
-        wait_until(Duration::from_secs(30), || seen
-            .dropped
-            .load(Ordering::SeqCst)
-            == 1)
-        .await,
+        wait_until(Duration::from_secs(30), || probes.dropped() == 1).await,
         "the second payload was dropped for room"
     );
     assert_eq!(topic.stats().total.dropped, 1);
-    assert_eq!(seen.under_lock.load(Ordering::SeqCst), 0);
+    assert_eq!(probes.blocked(), 0);
     gate.add_permits(2);
 }
 
@@ -141,17 +111,17 @@ async fn a_payload_dropped_for_room_is_dropped_outside_the_lane_lock() {
 async fn a_payload_nobody_subscribed_to_is_dropped_outside_the_dedupe_lock() {
     let bus = Bus::new();
     let topic = bus
-        .topic::<Probe>("t")
+        .topic::<DropProbe>("t")
         .partitions(1)
         .exactly_once(RetryPolicy::default(), DedupeWindowConfig::default())
         .create()
         .unwrap();
-    let (topic, make, seen) = probed(topic);
+    let (topic, make, probes) = probed(topic);
     let published = topic
         .publish(make().with_idempotency_key("k"))
         .await
         .unwrap();
     assert!(!published.duplicate);
-    assert_eq!(seen.dropped.load(Ordering::SeqCst), 1);
-    assert_eq!(seen.under_lock.load(Ordering::SeqCst), 0);
+    assert_eq!(probes.dropped(), 1);
+    assert_eq!(probes.blocked(), 0);
 }

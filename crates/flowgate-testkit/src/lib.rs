@@ -31,5 +31,6 @@
 
 pub mod bus;
 pub mod conformance;
+pub mod drop_probe;
 pub mod store;
 pub mod wait;
