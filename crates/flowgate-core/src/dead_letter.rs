@@ -290,10 +290,15 @@ impl<T> DeadLetterQueue<T> {
 impl<T: Send + Sync + 'static> DeadLetterSink<T> for DeadLetterQueue<T> {
     fn dead_letter(&self, letter: DeadLetter<T>) {
         let mut letters = self.shared.letters.lock();
+        let mut oldest = None;
         if letters.len() >= self.shared.capacity {
-            letters.pop_front();
+            oldest = letters.pop_front();
             self.shared.evicted.fetch_add(1, Ordering::Relaxed);
         }
         letters.push_back(letter);
+        drop(letters);
+        // After the lock: the evicted letter's event and error may run the user's `Drop`,
+        // which may look at this queue.
+        drop(oldest);
     }
 }

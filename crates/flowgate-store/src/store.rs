@@ -311,6 +311,9 @@ impl<T: Send + Sync + 'static> Store<T> {
         let inner = &*self.inner;
         let actual = state.version();
         if !expected.matches(actual) {
+            // Before `events` goes (at the return): it owns the events not appended, whose
+            // payloads' `Drop` is the user's code.
+            drop(state);
             inner
                 .counters
                 .version_conflicts
@@ -373,10 +376,13 @@ impl<T: Send + Sync + 'static> Store<T> {
         if bytes > 0 {
             inner.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
+        // Trimmed records are dropped after the lock (see `StreamState::pop_front`).
+        let mut trimmed = Vec::new();
         if let Some(max) = inner.config.max_events_per_stream {
             while state.events.len() > max {
-                if let Some(size) = state.pop_front() {
+                if let Some((size, record)) = state.pop_front() {
                     inner.removed(1, size);
+                    trimmed.push(record);
                 }
             }
         }
@@ -941,6 +947,9 @@ impl<T: Send + Sync + 'static> Inner<T> {
         category_len: usize,
         expected: ExpectedVersion,
     ) -> Result<Arc<Stream<T>>, StoreError> {
+        // The records of streams evicted for room: declared before the map's guard, so that
+        // they are dropped after it on every path (see `StreamState::pop_front`).
+        let mut emptied: Vec<Recorded<T>> = Vec::new();
         let mut streams = self.streams.lock();
         if let Some(found) = streams.get(stream) {
             return Ok(Arc::clone(found));
@@ -980,7 +989,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
                             break;
                         };
                         if let Some(gone) = streams.remove(&victim) {
-                            self.evict(&gone);
+                            emptied.extend(self.evict(&gone));
                             self.release_category(&gone.category, Holder::Stream);
                             evicted.push(gone);
                         }
@@ -1007,6 +1016,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
         }
         streams.insert(name, Arc::clone(&created));
         drop(streams);
+        drop(emptied);
         // Woken outside the map's lock: a woken subscription looks streams up.
         for gone in evicted {
             gone.notifier.notify();
@@ -1014,17 +1024,21 @@ impl<T: Send + Sync + 'static> Inner<T> {
         Ok(created)
     }
 
-    /// Empties an evicted stream (already out of the map); the caller wakes its subscribers.
-    fn evict(&self, stream: &Stream<T>) {
+    /// Empties an evicted stream (already out of the map); the caller wakes its subscribers,
+    /// and drops the records returned once it holds no lock (see `StreamState::pop_front`).
+    fn evict(&self, stream: &Stream<T>) -> Vec<Recorded<T>> {
         let mut state = stream.state.lock();
         state.evicted = true;
-        while let Some(size) = state.pop_front() {
+        let mut emptied = Vec::with_capacity(state.events.len());
+        while let Some((size, record)) = state.pop_front() {
             self.removed(1, size);
+            emptied.push(record);
         }
         drop(state);
         self.counters
             .evicted_streams
             .fetch_add(1, Ordering::Relaxed);
+        emptied
     }
 
     /// Counts events removed by retention.
@@ -1062,6 +1076,9 @@ impl<T: Send + Sync + 'static> Inner<T> {
                 .is_some_and(|at| now.saturating_duration_since(at) >= max_age)
         };
         let mut removed = 0;
+        // Every record the sweep let go of, dropped once it is over: a payload's `Drop` is the
+        // user's code, and may call the store (even `expire`, which waits for this sweep).
+        let mut swept: Vec<Recorded<T>> = Vec::new();
         let mut cursor = Cursor::new(self.swept_to.load(Ordering::Relaxed));
         loop {
             let mut stop = false;
@@ -1083,11 +1100,14 @@ impl<T: Send + Sync + 'static> Inner<T> {
                 };
                 let mut state = stream.state.lock();
                 while state.events.front().is_some_and(|r| expired(&r.inner)) {
-                    if let Some(size) = state.pop_front() {
+                    if let Some((size, record)) = state.pop_front() {
                         self.removed(1, size);
                         removed += 1;
+                        swept.push(record);
                     }
                 }
+                drop(state);
+                swept.push(recorded);
             }
             if stop || read == Read::Entries(0) {
                 break;
@@ -1096,6 +1116,7 @@ impl<T: Send + Sync + 'static> Inner<T> {
         // Relaxed: only sweepers read it, ordered by the Release store that follows.
         self.swept_to.store(cursor.index(), Ordering::Relaxed);
         self.sweeping.store(false, Ordering::Release);
+        drop(swept);
         removed
     }
 }

@@ -123,10 +123,12 @@ impl<T> StreamState<T> {
         self.next_version.checked_sub(1)
     }
 
-    /// Removes the oldest event; returns its size for the byte count.
-    pub(crate) fn pop_front(&mut self) -> Option<u64> {
+    /// Removes the oldest event; returns its size for the byte count, and the record itself.
+    /// Drop the record once the lock is released: it is often the payload's last reference, and
+    /// the payload's `Drop` is the user's code (which may call the store).
+    pub(crate) fn pop_front(&mut self) -> Option<(u64, Recorded<T>)> {
         let record = self.events.pop_front()?;
         self.first_version += 1;
-        Some(record.inner.size)
+        Some((record.inner.size, record))
     }
 }
