@@ -7,7 +7,7 @@
 //! run under one of those locks is seen as a `stats()` that could not finish.
 #![cfg(not(loom))]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::bus::{Backpressure, Bus, DedupeWindowConfig, Topic};
@@ -16,31 +16,13 @@ use flowgate_testkit::drop_probe::{DropProbe, DropProbes};
 use flowgate_testkit::wait::wait_until;
 use tokio::sync::Semaphore;
 
-/// A topic whose events carry probes that read its `stats()` when dropped, and a way to make
-/// such events.
-fn probed(
-    topic: Topic<DropProbe>,
-) -> (
-    Topic<DropProbe>,
-    impl Fn() -> Event<DropProbe>,
-    Arc<DropProbes>,
-) {
-    let cell = Arc::new(OnceLock::new());
-    assert!(cell.set(topic.clone()).is_ok());
+/// Events whose probes read the topic's `stats()` when dropped.
+fn probed(topic: &Topic<DropProbe>) -> (impl Fn() -> Event<DropProbe>, Arc<DropProbes>) {
     let probes = DropProbes::new(Duration::from_secs(2));
-    let make = {
-        let probes = Arc::clone(&probes);
-        move || {
-            let cell = Arc::clone(&cell);
-            let probe = probes.probe(move || {
-                if let Some(topic) = cell.get() {
-                    let _ = topic.stats();
-                }
-            });
-            Event::new("e", probe).unwrap()
-        }
-    };
-    (topic, make, probes)
+    let make = probes.events(topic.clone(), |topic| {
+        let _ = topic.stats();
+    });
+    (make, probes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +34,7 @@ async fn a_delivered_events_payload_is_dropped_outside_the_lane_lock() {
         .at_least_once(RetryPolicy::default())
         .create()
         .unwrap();
-    let (topic, make, probes) = probed(topic);
+    let (make, probes) = probed(&topic);
     let _subscriber = topic
         .subscribe("s", |_: Event<DropProbe>| async { Ok(()) })
         .start()
@@ -78,7 +60,7 @@ async fn a_payload_dropped_for_room_is_dropped_outside_the_lane_lock() {
         .backpressure(Backpressure::DropOldest)
         .create()
         .unwrap();
-    let (topic, make, probes) = probed(topic);
+    let (make, probes) = probed(&topic);
     let gate = Arc::new(Semaphore::new(0));
     let _subscriber = topic
         .subscribe("s", {
@@ -116,7 +98,7 @@ async fn a_payload_nobody_subscribed_to_is_dropped_outside_the_dedupe_lock() {
         .exactly_once(RetryPolicy::default(), DedupeWindowConfig::default())
         .create()
         .unwrap();
-    let (topic, make, probes) = probed(topic);
+    let (make, probes) = probed(&topic);
     let published = topic
         .publish(make().with_idempotency_key("k"))
         .await

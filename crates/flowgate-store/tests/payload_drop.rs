@@ -9,39 +9,20 @@
 //! stream for room, and expiring old events.
 #![cfg(not(loom))]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::Event;
 use flowgate_store::{ExpectedVersion, Store, StoreError, StreamLimit};
 use flowgate_testkit::drop_probe::{DropProbe, DropProbes};
 
-/// A store whose events carry probes running `on_drop` on it when dropped, and a way to make
-/// such events.
+/// Events whose probes run `on_drop` on the store when dropped.
 fn probed(
-    store: Store<DropProbe>,
+    store: &Store<DropProbe>,
     on_drop: fn(&Store<DropProbe>),
-) -> (
-    Store<DropProbe>,
-    impl Fn() -> Event<DropProbe>,
-    Arc<DropProbes>,
-) {
-    let cell = Arc::new(OnceLock::new());
-    assert!(cell.set(store.clone()).is_ok());
+) -> (impl Fn() -> Event<DropProbe>, Arc<DropProbes>) {
     let probes = DropProbes::new(Duration::from_secs(2));
-    let make = {
-        let probes = Arc::clone(&probes);
-        move || {
-            let cell = Arc::clone(&cell);
-            let probe = probes.probe(move || {
-                if let Some(store) = cell.get() {
-                    on_drop(store);
-                }
-            });
-            Event::new("e", probe).unwrap()
-        }
-    };
-    (store, make, probes)
+    (probes.events(store.clone(), on_drop), probes)
 }
 
 /// Needs the stream map's lock and stream `s-1`'s.
@@ -52,7 +33,7 @@ fn read_version(store: &Store<DropProbe>) {
 #[test]
 fn a_trimmed_event_is_dropped_outside_the_stream_lock() {
     let store = Store::builder().max_events_per_stream(1).build().unwrap();
-    let (store, make, probes) = probed(store, read_version);
+    let (make, probes) = probed(&store, read_version);
     store.append("s-1", ExpectedVersion::Any, make()).unwrap();
     store.append("s-1", ExpectedVersion::Any, make()).unwrap();
     assert_eq!(probes.dropped(), 1, "the first event was trimmed");
@@ -61,7 +42,8 @@ fn a_trimmed_event_is_dropped_outside_the_stream_lock() {
 
 #[test]
 fn an_event_refused_for_its_version_is_dropped_outside_the_stream_lock() {
-    let (store, make, probes) = probed(Store::new(), read_version);
+    let store = Store::new();
+    let (make, probes) = probed(&store, read_version);
     store
         .append("s-1", ExpectedVersion::NoStream, make())
         .unwrap();
@@ -80,7 +62,7 @@ fn an_evicted_streams_events_are_dropped_outside_the_stream_map_lock() {
         .max_streams(1, StreamLimit::EvictLeastRecent)
         .build()
         .unwrap();
-    let (store, make, probes) = probed(store, |store| {
+    let (make, probes) = probed(&store, |store| {
         let _ = store.stream_version("s-2");
     });
     store.append("s-1", ExpectedVersion::Any, make()).unwrap();
@@ -96,7 +78,7 @@ async fn an_expired_event_is_dropped_after_the_sweep() {
         .build()
         .unwrap();
     // `expire` waits for a sweep that runs: a probe dropped during one would wait for itself.
-    let (store, make, probes) = probed(store, |store| {
+    let (make, probes) = probed(&store, |store| {
         store.expire();
     });
     store.append("s-1", ExpectedVersion::Any, make()).unwrap();

@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use flowgate_core::Event;
+
 /// The probes of one test, and what their drops saw.
 pub struct DropProbes {
     wait: Duration,
@@ -53,6 +55,26 @@ impl DropProbes {
         DropProbe {
             probes: Arc::clone(self),
             check: Arc::new(check),
+        }
+    }
+
+    /// A maker of events (of type `probe`) whose payload is a probe checking
+    /// `check(&handle)`: for a topic, a store, a queue that the events will go through. Each
+    /// probe keeps a clone of `handle`, so while `handle` holds probes they hold it back: a
+    /// reference cycle, which a test can afford.
+    ///
+    /// # Panics
+    ///
+    /// Never: `probe` is a valid event type.
+    pub fn events<H>(self: &Arc<Self>, handle: H, check: fn(&H)) -> impl Fn() -> Event<DropProbe>
+    where
+        H: Clone + Send + Sync + 'static,
+    {
+        let probes = Arc::clone(self);
+        move || {
+            let handle = handle.clone();
+            let probe = probes.probe(move || check(&handle));
+            Event::new("probe", probe).expect("a valid event type")
         }
     }
 
