@@ -31,6 +31,11 @@
 //! at a time and moves only after the old owner's deliveries of it finished, with its queue,
 //! in order.
 //!
+//! **Your code runs outside the bus's locks.** Handlers, dead-letter sinks and a payload's
+//! `Drop` never run while the bus holds one of its locks, so they may call the bus back
+//! (publish, `stats()`). Checked by `tests/payload_drop.rs` with
+//! `flowgate_testkit::drop_probe`.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

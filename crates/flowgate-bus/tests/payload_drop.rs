@@ -90,7 +90,7 @@ async fn a_payload_dropped_for_room_is_dropped_outside_the_lane_lock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payload_nobody_subscribed_to_is_dropped_outside_the_dedupe_lock() {
+async fn exactly_once_payloads_no_lane_keeps_are_dropped_outside_the_dedupe_lock() {
     let bus = Bus::new();
     let topic = bus
         .topic::<DropProbe>("t")
@@ -99,11 +99,19 @@ async fn a_payload_nobody_subscribed_to_is_dropped_outside_the_dedupe_lock() {
         .create()
         .unwrap();
     let (make, probes) = probed(&topic);
-    let published = topic
+    let first = topic
         .publish(make().with_idempotency_key("k"))
         .await
         .unwrap();
-    assert!(!published.duplicate);
-    assert_eq!(probes.dropped(), 1);
+    let again = topic
+        .publish(make().with_idempotency_key("k"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(
+        probes.dropped(),
+        2,
+        "both payloads dropped (nobody subscribed)"
+    );
     assert_eq!(probes.blocked(), 0);
 }

@@ -19,6 +19,9 @@
 //! - **Retention**: max events per stream, max age, max stream count with an explicit
 //!   [`StreamLimit`] policy; everything removed is counted in [`Store::stats`], and a
 //!   subscription that had not read it yet gets [`StoreError::Truncated`], never a silent jump.
+//! - **Your code runs outside the store's locks**: an event the store lets go of (trimmed,
+//!   expired, evicted with its stream, refused for its version) is dropped once the store holds
+//!   no lock, so a payload's `Drop` may call the store back (`tests/payload_drop.rs`).
 //!
 //! ```
 //! use flowgate::store::{ExpectedVersion, Start, Store, Target};
