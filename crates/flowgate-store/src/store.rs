@@ -1077,7 +1077,9 @@ impl<T: Send + Sync + 'static> Inner<T> {
         };
         let mut removed = 0;
         // Every record the sweep let go of, dropped once it is over: a payload's `Drop` is the
-        // user's code, and may call the store (even `expire`, which waits for this sweep).
+        // user's code, and may call the store (even `expire`, which waits for this sweep). This
+        // holds one pointer per record until the sweep ends; the records themselves were in
+        // memory before it began.
         let mut swept: Vec<Recorded<T>> = Vec::new();
         let mut cursor = Cursor::new(self.swept_to.load(Ordering::Relaxed));
         loop {
@@ -1089,13 +1091,17 @@ impl<T: Send + Sync + 'static> Inner<T> {
                     to_trim.push(recorded);
                     true
                 }
-                Some(_) => {
+                Some(recorded) => {
+                    // Not expired: kept too, in case a trim let go of it meanwhile.
+                    swept.push(recorded);
                     stop = true;
                     false
                 }
             });
             for recorded in to_trim {
                 let Some(stream) = self.lookup(recorded.stream()) else {
+                    // Evicted meanwhile: this may be the last reference.
+                    swept.push(recorded);
                     continue;
                 };
                 let mut state = stream.state.lock();

@@ -7,6 +7,12 @@
 //! not finish in time means the probe was dropped under a lock the check needed. The probe
 //! records that and returns, so a failing run reports instead of hanging.
 //!
+//! The check runs on a plain thread: it has no tokio runtime context, so it should call
+//! synchronous methods (`stats()`, reads), not spawn or await. A check that panics, or whose
+//! thread cannot be started, does not finish either and is counted with the blocked ones. A
+//! probe that keeps a handle of the thing it is dropped by (as [`DropProbes::events`] makes
+//! them) forms a reference cycle with it while it is held there: a test can afford that leak.
+//!
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use std::time::Duration;
@@ -41,7 +47,7 @@ pub struct DropProbes {
 
 impl DropProbes {
     /// Probes whose check gets `wait` to finish (a second or two: the check only needs a lock
-    /// that nobody should hold for long).
+    /// that nobody should hold for long; a wait near zero would count nearly every drop).
     pub fn new(wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             wait,
@@ -60,12 +66,11 @@ impl DropProbes {
 
     /// A maker of events (of type `probe`) whose payload is a probe checking
     /// `check(&handle)`: for a topic, a store, a queue that the events will go through. Each
-    /// probe keeps a clone of `handle`, so while `handle` holds probes they hold it back: a
-    /// reference cycle, which a test can afford.
+    /// probe keeps a clone of `handle` (see the [module docs](self) on the cycle).
     ///
     /// # Panics
     ///
-    /// Never: `probe` is a valid event type.
+    /// Does not: `probe` is a valid event type.
     pub fn events<H>(self: &Arc<Self>, handle: H, check: fn(&H)) -> impl Fn() -> Event<DropProbe>
     where
         H: Clone + Send + Sync + 'static,
@@ -83,7 +88,8 @@ impl DropProbes {
         self.dropped.load(Ordering::SeqCst)
     }
 
-    /// Probes whose check did not finish within the wait: dropped under a lock it needed.
+    /// Probes whose check did not finish within the wait (dropped under a lock it needed), or
+    /// could not run (it panicked, or its thread could not be started).
     pub fn blocked(&self) -> usize {
         self.blocked.load(Ordering::SeqCst)
     }
@@ -110,11 +116,13 @@ impl Drop for DropProbe {
     fn drop(&mut self) {
         let check = Arc::clone(&self.check);
         let (done, finished) = mpsc::channel();
-        std::thread::spawn(move || {
-            check();
-            let _ = done.send(());
-        });
-        if finished.recv_timeout(self.probes.wait).is_err() {
+        let started = std::thread::Builder::new()
+            .name("drop-probe-check".into())
+            .spawn(move || {
+                check();
+                let _ = done.send(());
+            });
+        if started.is_err() || finished.recv_timeout(self.probes.wait).is_err() {
             self.probes.blocked.fetch_add(1, Ordering::SeqCst);
         }
         self.probes.dropped.fetch_add(1, Ordering::SeqCst);
