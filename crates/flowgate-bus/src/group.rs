@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryMode;
 use crate::dedupe::{Accepted, Begin, Dedupe};
-use crate::lane::{task_waker, Lane, Queued};
+use crate::lane::{task_waker, Lane, LaneGuard, Queued};
 use crate::stats::Counters;
 
 /// One member: a handler and where its dead letters go.
@@ -67,14 +67,7 @@ impl<T: Send + Sync + 'static> Group<T> {
     pub(crate) fn rebalance(&self, members: &[Arc<Member<T>>]) {
         for (p, lane) in self.lanes.iter().enumerate() {
             let owner = (!members.is_empty()).then(|| Arc::clone(&members[p % members.len()]));
-            let parked = {
-                let mut state = lane.lock();
-                state.assign(owner);
-                state.unpark()
-            };
-            if let Some(worker) = parked {
-                worker.wake();
-            }
+            lane.change(|state| state.assign(owner));
         }
     }
 
@@ -179,14 +172,7 @@ impl<T: Send + Sync + 'static> Group<T> {
     /// Closes every lane (nothing more is queued) and wakes the workers so they drain and stop.
     pub(crate) fn close(&self) {
         for lane in &*self.lanes {
-            let parked = {
-                let mut state = lane.lock();
-                state.close();
-                state.unpark()
-            };
-            if let Some(worker) = parked {
-                worker.wake();
-            }
+            lane.change(LaneGuard::close);
             lane.room.notify_waiters();
         }
     }

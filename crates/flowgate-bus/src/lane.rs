@@ -125,6 +125,19 @@ impl<T, M> Lane<T, M> {
         Parked { lane: self }
     }
 
+    /// Changes the lane with `change` under its lock, then wakes the worker if it was parked
+    /// (it must look again: the lane was closed, or its owner changed).
+    pub fn change<'a>(&'a self, change: impl FnOnce(&mut LaneGuard<'a, T, M>)) {
+        let parked = {
+            let mut state = self.lock();
+            change(&mut state);
+            state.unpark()
+        };
+        if let Some(worker) = parked {
+            worker.wake();
+        }
+    }
+
     /// Locks the lane.
     pub fn lock(&self) -> LaneGuard<'_, T, M> {
         LaneGuard {

@@ -58,17 +58,12 @@ fn worker(lane: &Lane<u32, ()>) -> Vec<u32> {
 /// The close side, as `group::close` runs it: close (after letting the owner go, when the
 /// group's last member left) and wake the worker if it is parked.
 fn close(lane: &Lane<u32, ()>, owner_leaves: bool) {
-    let parked = {
-        let mut state = lane.lock();
+    lane.change(|state| {
         if owner_leaves {
             state.assign(None);
         }
         state.close();
-        state.unpark()
-    };
-    if let Some(worker) = parked {
-        worker.wake();
-    }
+    });
 }
 
 fn race(owner_leaves: bool) {
