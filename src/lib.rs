@@ -25,6 +25,13 @@ pub mod bus {
 #[cfg(feature = "bus")]
 pub use flowgate_bus::Bus;
 
+/// The bus on Redis Streams: the same topics and delivery promises across processes and
+/// hosts ([`RedisBus`](redis::RedisBus)). Behind the `redis` feature.
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use flowgate_redis::*;
+}
+
 /// The in-memory event store: streams, categories, global positions, optimistic concurrency,
 /// paged reads, subscriptions that never lag or skip, checkpoints and retention.
 #[cfg(feature = "store")]

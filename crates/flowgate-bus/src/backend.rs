@@ -36,7 +36,7 @@ use std::time::Duration;
 use flowgate_core::{BoxHandler, DeadLetterSink, Event, Handler, LogDeadLetters};
 
 use crate::bus::{Bus, BusReport};
-use crate::config::{Backpressure, DeliveryMode};
+use crate::config::{Backpressure, DeliveryMode, RawConfig, TopicConfig};
 use crate::error::{BusError, PublishError};
 use crate::stats::TopicStats;
 use crate::topic::{check_names, Published, Subscription, Topic};
@@ -180,6 +180,34 @@ impl TopicSettings {
         self.backpressure = backpressure;
         self
     }
+
+    /// Checks the settings by the in-process bus's rules (for backends, which must refuse
+    /// what it refuses) and returns them validated.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] naming the setting, as
+    /// [`TopicBuilder::create`](crate::TopicBuilder::create) returns it.
+    ///
+    /// ```
+    /// use flowgate::bus::{BusError, TopicSettings};
+    /// let config = TopicSettings::default().partitions(8).validate::<u32>()?;
+    /// assert_eq!(config.partitions.get(), 8);
+    /// let none = TopicSettings::default().partitions(0).validate::<u32>();
+    /// assert!(matches!(none, Err(BusError::InvalidConfig { what: "partitions", .. })));
+    /// # Ok::<(), BusError>(())
+    /// ```
+    pub fn validate<T>(self) -> Result<TopicConfig<T>, BusError> {
+        RawConfig {
+            partitions: self.partitions,
+            capacity: self.capacity,
+            concurrency: self.concurrency,
+            mode: self.mode,
+            backpressure: self.backpressure,
+            max_payload: None,
+        }
+        .validate()
+    }
 }
 
 /// A subscription request, as every backend takes it.
@@ -252,6 +280,25 @@ impl<T: 'static> SubscribeRequest<T> {
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self
+    }
+
+    /// Checks the subscriber's and group's names by the in-process bus's rules (for
+    /// backends, which must refuse what it refuses).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] for an empty or blank name.
+    ///
+    /// ```
+    /// use flowgate::bus::{BusError, SubscribeRequest};
+    /// use flowgate::Event;
+    /// let ok = |_: Event<u32>| async { Ok(()) };
+    /// assert!(SubscribeRequest::new("worker", ok).validate().is_ok());
+    /// let blank = SubscribeRequest::new("worker", ok).group(" ").validate();
+    /// assert!(matches!(blank, Err(BusError::InvalidConfig { what: "subscriber name", .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), BusError> {
+        check_names(&self.name, self.group.as_deref())
     }
 
     /// Sends dead letters to `sink`.

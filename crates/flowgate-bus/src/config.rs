@@ -128,14 +128,31 @@ impl DeliveryMode {
         }
     }
 
-    pub(crate) fn retry(&self) -> Option<&RetryPolicy> {
+    /// The retry policy (at-least-once and exactly-once).
+    ///
+    /// ```
+    /// use flowgate::bus::DeliveryMode;
+    /// use flowgate::RetryPolicy;
+    /// assert!(DeliveryMode::AtMostOnce.retry().is_none());
+    /// assert!(DeliveryMode::AtLeastOnce(RetryPolicy::never()).retry().is_some());
+    /// ```
+    pub fn retry(&self) -> Option<&RetryPolicy> {
         match self {
             Self::AtMostOnce => None,
             Self::AtLeastOnce(retry) | Self::ExactlyOnce(retry, _) => Some(retry),
         }
     }
 
-    pub(crate) fn dedupe(&self) -> Option<&DedupeWindowConfig> {
+    /// The dedupe window (exactly-once).
+    ///
+    /// ```
+    /// use flowgate::bus::{DedupeWindowConfig, DeliveryMode};
+    /// use flowgate::RetryPolicy;
+    /// let mode = DeliveryMode::ExactlyOnce(RetryPolicy::never(), DedupeWindowConfig::default());
+    /// assert_eq!(mode.dedupe(), Some(&DedupeWindowConfig::default()));
+    /// assert!(DeliveryMode::AtMostOnce.dedupe().is_none());
+    /// ```
+    pub fn dedupe(&self) -> Option<&DedupeWindowConfig> {
         match self {
             Self::ExactlyOnce(_, window) => Some(window),
             _ => None,

@@ -57,6 +57,10 @@ pub enum BusError {
     /// tasks: call `start` from inside `#[tokio::main]`, a runtime's `block_on`, or a task.
     #[error("no tokio runtime: start subscriptions from inside a tokio runtime")]
     NoRuntime,
+    /// A backend outside the process (Redis) could not be reached or refused the command.
+    /// Nothing was created; check the server and retry (the backend reconnects by itself).
+    #[error("backend unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A publish that was not accepted. Nothing is promised for it; the event is handed back
@@ -98,6 +102,18 @@ pub enum PublishError<T> {
         /// The topic's limit.
         limit: usize,
     },
+    /// A backend outside the process (Redis) could not be reached, or the event could not be
+    /// written to it (e.g. its payload could not be serialized). The event was not accepted;
+    /// [`is_retryable`](Self::is_retryable) says whether publishing it again may succeed.
+    Unavailable {
+        /// The event.
+        event: Event<T>,
+        /// What failed.
+        error: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether it may succeed later (a connection fault), or never will (a payload the
+        /// codec refuses).
+        retryable: bool,
+    },
 }
 
 impl<T> PublishError<T> {
@@ -127,7 +143,8 @@ impl<T> PublishError<T> {
             Self::Full(event)
             | Self::Timeout(event, _)
             | Self::ShutDown(event)
-            | Self::TooLarge { event, .. } => event,
+            | Self::TooLarge { event, .. }
+            | Self::Unavailable { event, .. } => event,
         }
     }
 
@@ -151,11 +168,13 @@ impl<T> PublishError<T> {
             Self::Full(event)
             | Self::Timeout(event, _)
             | Self::ShutDown(event)
-            | Self::TooLarge { event, .. } => event,
+            | Self::TooLarge { event, .. }
+            | Self::Unavailable { event, .. } => event,
         }
     }
 
-    /// Whether publishing the same event again later may succeed (`Full`, `Timeout`).
+    /// Whether publishing the same event again later may succeed (`Full`, `Timeout`, and an
+    /// `Unavailable` backend whose fault is a connection's).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -179,7 +198,15 @@ impl<T> PublishError<T> {
     /// # }
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Full(_) | Self::Timeout(..))
+        matches!(
+            self,
+            Self::Full(_)
+                | Self::Timeout(..)
+                | Self::Unavailable {
+                    retryable: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -200,6 +227,10 @@ impl<T> fmt::Display for PublishError<T> {
                 f,
                 "payload of {size} bytes exceeds the topic's limit of {limit} bytes: the event was not accepted",
             ),
+            Self::Unavailable { error, .. } => write!(
+                f,
+                "the backend could not take the event ({error}): the event was not accepted",
+            ),
         }
     }
 }
@@ -211,6 +242,7 @@ impl<T> fmt::Debug for PublishError<T> {
             Self::Timeout(..) => "Timeout",
             Self::ShutDown(_) => "ShutDown",
             Self::TooLarge { .. } => "TooLarge",
+            Self::Unavailable { .. } => "Unavailable",
         };
         let event = self.event();
         f.debug_struct(variant)
@@ -221,4 +253,11 @@ impl<T> fmt::Debug for PublishError<T> {
     }
 }
 
-impl<T> std::error::Error for PublishError<T> {}
+impl<T> std::error::Error for PublishError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable { error, .. } => Some(&**error),
+            _ => None,
+        }
+    }
+}

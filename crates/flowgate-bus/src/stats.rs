@@ -141,6 +141,25 @@ pub struct DedupeStats {
     pub evicted: u64,
 }
 
+impl DedupeStats {
+    /// A window's figures (for backends that build their own).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowgate::bus::DedupeStats;
+    /// let window = DedupeStats::new(2, 1_000, Duration::from_secs(60), 0);
+    /// assert_eq!((window.keys, window.max_keys, window.evicted), (2, 1_000, 0));
+    /// ```
+    pub fn new(keys: usize, max_keys: usize, max_age: Duration, evicted: u64) -> Self {
+        Self {
+            keys,
+            max_keys,
+            max_age,
+            evicted,
+        }
+    }
+}
+
 /// A topic's figures: per partition, and summed.
 ///
 /// ```
@@ -186,7 +205,22 @@ pub struct TopicStats {
 }
 
 impl TopicStats {
-    pub(crate) fn new(
+    /// A topic's figures from each partition's (for backends that build their own): the
+    /// totals are summed here.
+    ///
+    /// ```
+    /// use flowgate::bus::{PartitionStats, TopicStats};
+    /// let partitions: Vec<PartitionStats> = (0..2)
+    ///     .map(|partition| {
+    ///         let mut p = PartitionStats::default();
+    ///         (p.partition, p.published, p.depth) = (partition, 5, 1);
+    ///         p
+    ///     })
+    ///     .collect();
+    /// let stats = TopicStats::new("orders".into(), "at-least-once", 1, partitions, None);
+    /// assert_eq!((stats.total.published, stats.depth), (10, 2));
+    /// ```
+    pub fn new(
         topic: String,
         mode: &'static str,
         subscribers: usize,

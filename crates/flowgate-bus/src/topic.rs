@@ -53,6 +53,21 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+impl Published {
+    /// An acknowledgement (for backends that build their own).
+    ///
+    /// ```
+    /// let published = flowgate::bus::Published::new(3, false);
+    /// assert_eq!((published.partition, published.duplicate), (3, false));
+    /// ```
+    pub fn new(partition: u32, duplicate: bool) -> Self {
+        Self {
+            partition,
+            duplicate,
+        }
+    }
+}
+
 pub(crate) struct TopicInner<T> {
     pub(crate) name: String,
     pub(crate) config: TopicConfig<T>,

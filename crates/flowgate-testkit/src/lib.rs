@@ -32,5 +32,6 @@
 pub mod bus;
 pub mod conformance;
 pub mod drop_probe;
+pub mod redis_server;
 pub mod store;
 pub mod wait;

@@ -64,3 +64,40 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
         .await
         .unwrap_or_else(|_elapsed| panic!("timed out waiting for {what}"))
 }
+
+/// Polls the async `probe` every millisecond (of tokio's clock) until it returns `Some` or
+/// `deadline` has passed; returns what it found. For conditions that need an await (a stats
+/// call over the network, a publish that may fail until a server is back).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use flowgate_testkit::wait::wait_for;
+/// let calls = AtomicU32::new(0);
+/// let third = wait_for(Duration::from_secs(1), || async {
+///     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+///     (n == 3).then_some(n)
+/// })
+/// .await;
+/// assert_eq!(third, Some(3));
+/// assert_eq!(wait_for(Duration::from_secs(1), || async { None::<()> }).await, None);
+/// # }
+/// ```
+pub async fn wait_for<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! The server-side scripts. Each runs atomically on the server and touches only the keys of
+//! one partition (one Cluster slot), all declared in `KEYS`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Shared Lua helpers, prepended to the scripts that need them.
+const HELPERS: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function parse_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function before(a_ms, a_seq, b_ms, b_seq)
+  return a_ms < b_ms or (a_ms == b_ms and a_seq < b_seq)
+end
+local function groups_of(stream)
+  local groups = {}
+  for _, raw in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local g = {}
+    for i = 1, #raw, 2 do g[raw[i]] = raw[i + 1] end
+    table.insert(groups, g)
+  end
+  return groups
+end
+-- Deletes the entries that every group has consumed (acknowledged, or read without
+-- acknowledgement under at-most-once): never an entry some group still owes a delivery.
+-- A stream without groups keeps nothing. Returns the length after.
+local function trim_consumed(stream)
+  local groups = groups_of(stream)
+  if #groups == 0 then
+    redis.call('XTRIM', stream, 'MAXLEN', 0)
+    return 0
+  end
+  local min_ms, min_seq
+  for _, g in ipairs(groups) do
+    local ms, seq
+    if tonumber(g['pending']) > 0 then
+      ms, seq = parse_id(redis.call('XPENDING', stream, g['name'])[2])
+    else
+      ms, seq = parse_id(g['last-delivered-id'])
+      seq = seq + 1
+    end
+    if min_ms == nil or before(ms, seq, min_ms, min_seq) then min_ms, min_seq = ms, seq end
+  end
+  redis.call('XTRIM', stream, 'MINID', string.format('%.0f-%.0f', min_ms, min_seq))
+  return redis.call('XLEN', stream)
+end
+";
+
+/// Publish: dedupe check (exactly-once), capacity check, XADD, in one step.
+///
+/// KEYS: stream, dedupe window, counters.
+/// ARGV: capacity, policy (`full` | `newest` | `oldest`), idempotency key (empty: no
+/// dedupe), window max keys, window max age (ms), then the entry's fields.
+/// Returns `{'ok', id, dropped}`, `{'dup'}`, `{'full'}` or `{'dropped', groups}`.
+const PUBLISH: &str = r"
+local stream, dedupe, counters = KEYS[1], KEYS[2], KEYS[3]
+local capacity, policy, idem = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local now
+if idem ~= '' then
+  now = now_ms()
+  redis.call('ZREMRANGEBYSCORE', dedupe, '-inf', now - tonumber(ARGV[5]))
+  if redis.call('ZSCORE', dedupe, idem) then return {'dup'} end
+end
+local len = redis.call('XLEN', stream)
+if len >= capacity then len = trim_consumed(stream) end
+local dropped = 0
+if len >= capacity then
+  if policy == 'full' then return {'full'} end
+  local groups = groups_of(stream)
+  if policy == 'newest' then return {'dropped', #groups} end
+  local victims = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - capacity + 1)
+  for _, victim in ipairs(victims) do
+    local v_ms, v_seq = parse_id(victim[1])
+    for _, g in ipairs(groups) do
+      local ms, seq = parse_id(g['last-delivered-id'])
+      if before(ms, seq, v_ms, v_seq) then dropped = dropped + 1 end
+    end
+    redis.call('XDEL', stream, victim[1])
+  end
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', stream, '*', unpack(fields))
+if idem ~= '' then
+  redis.call('ZADD', dedupe, now, idem)
+  local over = redis.call('ZCARD', dedupe) - tonumber(ARGV[4])
+  if over > 0 then
+    redis.call('ZPOPMIN', dedupe, over)
+    redis.call('HINCRBY', counters, 'evicted', over)
+  end
+end
+return {'ok', id, dropped}
+";
+
+/// Read for a lease holder only: checks the lease, then XREADGROUP (no BLOCK).
+///
+/// KEYS: lease, stream. ARGV: token, group, consumer, count, noack (`1`/`0`), start id.
+/// Returns `{-1}` when the lease is not the caller's, `{1, entries}` when something was
+/// read, and `{0, last id in the stream}` when nothing was.
+const READ: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+local args = {'XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4]}
+if ARGV[5] == '1' then args[#args + 1] = 'NOACK' end
+args[#args + 1] = 'STREAMS'
+args[#args + 1] = KEYS[2]
+args[#args + 1] = ARGV[6]
+local reply = redis.call(unpack(args))
+if reply and #reply[1][2] > 0 then return {1, reply[1][2]} end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if last[1] then return {0, last[1][1]} end
+return {0, '0-0'}
+";
+
+/// Acknowledge, fenced by the lease: nothing is acknowledged unless the caller still holds
+/// the lease it read under. Exactly-once: the done marker is written in the same step.
+///
+/// KEYS: lease, stream, done markers. ARGV: token, group, exactly-once (`1`/`0`), window
+/// max keys, window max age (ms), then pairs of (entry id, idempotency key to mark done, or
+/// empty). Returns the number acknowledged, or -1 when fenced.
+const ACK: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local exactly = ARGV[3] == '1'
+local now = now_ms()
+local acked = 0
+for i = 6, #ARGV, 2 do
+  acked = acked + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
+  if exactly and ARGV[i + 1] ~= '' then redis.call('ZADD', KEYS[3], now, ARGV[i + 1]) end
+end
+if exactly then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[5]))
+  local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
+  if over > 0 then redis.call('ZPOPMIN', KEYS[3], over) end
+end
+return acked
+";
+
+/// Takes a free lease. KEYS: lease, counters. ARGV: member id, ttl (ms), group.
+/// Returns the new token `<member>/<epoch>`, the caller's own token if it holds it already
+/// (renewed), or false when another member holds it.
+const ACQUIRE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  if string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. '/' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return current
+  end
+  return false
+end
+local epoch = redis.call('HINCRBY', KEYS[2], 'epoch:' .. ARGV[3], 1)
+local token = ARGV[1] .. '/' .. epoch
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+return token
+";
+
+/// Renews a held lease. KEYS: lease. ARGV: token, ttl (ms). Returns 1, or 0 if lost.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Releases a held lease. KEYS: lease. ARGV: token. Returns 1, or 0 if it was not held.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// What a group still owes on one partition. KEYS: stream. ARGV: group, limit.
+/// Returns `{pending, unread}` (unread counted up to `limit`), or `{0, 0}` when the group
+/// or the stream does not exist.
+const BACKLOG: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+for _, g in ipairs(groups_of(KEYS[1])) do
+  if g['name'] == ARGV[1] then
+    local unread = redis.call('XRANGE', KEYS[1], '(' .. g['last-delivered-id'], '+', 'COUNT', ARGV[2])
+    return {tonumber(g['pending']), #unread}
+  end
+end
+return {0, 0}
+";
+
+fn with_helpers(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}\n{body}"))
+}
+
+pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(PUBLISH));
+pub(crate) static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+pub(crate) static ACK_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(ACK));
+pub(crate) static ACQUIRE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE));
+pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
+pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
+pub(crate) static BACKLOG_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(BACKLOG));

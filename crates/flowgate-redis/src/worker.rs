@@ -1,0 +1,719 @@
+//! One partition's worker, run by the member that holds the partition's lease: fetches the
+//! group's entries, delivers them with the topic's concurrency cap and per-key order, and
+//! acknowledges them.
+//!
+//! Invariants:
+//! - Events of one ordering key run one at a time, in stream (publish) order: an event
+//!   starts only when no earlier fetched event of its key is running or waiting.
+//! - An entry is acknowledged only after its delivery ended (the handler returned `Ok`, the
+//!   event was dead-lettered, or exactly-once found it already done), and only by a script
+//!   that checks this worker's lease: a worker that lost its partition acknowledges nothing.
+//! - Fetched entries are counted in `queued` until started, then in `in_flight` until done.
+//!   The fetch never holds more than the topic's capacity (or its concurrency, if larger).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate_bus::DeliveryMode;
+use flowgate_core::{invoke, DeadLetter, Event, HandlerError, Key, RetryPolicy};
+use futures_util::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tokio::sync::watch;
+use tokio::task::{Id, JoinError, JoinSet};
+use tokio::time::Instant;
+
+use crate::member::Member;
+use crate::scripts::{ACK_SCRIPT, READ_SCRIPT};
+use crate::topic::add;
+use crate::wire::{self, as_int, as_text, Body, EntryId, Undecodable};
+
+/// What the coordinator asks of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Keep going.
+    Run,
+    /// Fetch nothing more; finish what was fetched; exit (the partition moves).
+    Release,
+    /// Fetch nothing more; finish the deliveries in flight; exit returning the rest.
+    HandBack,
+    /// Exit now: drop the deliveries in flight (returned as interrupted) and the rest.
+    Abort,
+}
+
+/// What a worker left when it exited.
+pub(crate) struct WorkerExit<T> {
+    pub(crate) partition: u32,
+    /// Fetched, not started, in order.
+    pub(crate) left: Vec<(EntryId, Event<T>)>,
+    /// Started, cut short.
+    pub(crate) interrupted: Vec<(EntryId, Event<T>)>,
+    /// The lease was lost (or may have been): nothing more may be acknowledged.
+    pub(crate) fenced: bool,
+}
+
+impl<T> Default for WorkerExit<T> {
+    fn default() -> Self {
+        Self {
+            partition: 0,
+            left: Vec::new(),
+            interrupted: Vec::new(),
+            fenced: false,
+        }
+    }
+}
+
+/// What to do with an entry once its delivery ended.
+enum Ack {
+    /// Nothing (at-most-once reads need no acknowledgement).
+    None,
+    /// Acknowledge.
+    Plain,
+    /// Acknowledge and mark the idempotency key done (exactly-once).
+    Mark(String),
+}
+
+enum Cursor {
+    /// Reading this member's own pending entries (claimed from an earlier owner), after
+    /// this id.
+    History(String),
+    /// Reading new entries.
+    New,
+}
+
+/// What a fetch left the worker to do.
+enum Fetch {
+    /// The lease is gone: stop.
+    Fenced,
+    /// Go round again (entries came in, or a fault passed).
+    Again,
+    /// Nothing to read: wait on this for entries.
+    Wait(BoxFuture<'static, ()>),
+}
+
+enum Read<T> {
+    Fenced,
+    Entries(Vec<wire::Entry<T>>),
+    /// Nothing to read; the stream's last id.
+    Empty(String),
+}
+
+pub(crate) async fn run<T: Send + Sync + 'static>(
+    member: Arc<Member<T>>,
+    partition: u32,
+    token: String,
+    stop: watch::Receiver<Stop>,
+    valid: watch::Receiver<Instant>,
+) -> WorkerExit<T> {
+    let keys = &member.topic.partitions[partition as usize];
+    let acked = member.topic.config.mode != DeliveryMode::AtMostOnce;
+    let worker = Worker {
+        stream: keys.stream(),
+        lease: keys.lease(&member.group),
+        done: keys.done(&member.group),
+        member: Arc::clone(&member),
+        partition,
+        token,
+        acked,
+        queue: VecDeque::new(),
+        running: JoinSet::new(),
+        running_events: HashMap::new(),
+        busy_keys: HashSet::new(),
+        acks: Vec::new(),
+        cursor: if acked {
+            Cursor::History("0-0".into())
+        } else {
+            Cursor::New
+        },
+        stop,
+        valid,
+    };
+    worker.run().await
+}
+
+struct Worker<T> {
+    member: Arc<Member<T>>,
+    partition: u32,
+    token: String,
+    stream: String,
+    lease: String,
+    done: String,
+    acked: bool,
+    queue: VecDeque<(EntryId, Event<T>)>,
+    running: JoinSet<(EntryId, Ack)>,
+    running_events: HashMap<Id, (EntryId, Event<T>)>,
+    busy_keys: HashSet<Key>,
+    acks: Vec<(EntryId, Option<String>)>,
+    cursor: Cursor,
+    stop: watch::Receiver<Stop>,
+    valid: watch::Receiver<Instant>,
+}
+
+impl<T: Send + Sync + 'static> Worker<T> {
+    fn counters(&self) -> &crate::topic::Counters {
+        &self.member.topic.counters[self.partition as usize]
+    }
+
+    fn room(&self) -> usize {
+        let config = &self.member.topic.config;
+        config.capacity.max(config.concurrency)
+    }
+
+    async fn run(mut self) -> WorkerExit<T> {
+        if self.acked {
+            if let Err(error) = self.claim().await {
+                tracing::warn!(topic = %self.member.topic.name, partition = self.partition, %error,
+                    "could not claim the previous owner's pending entries; retrying on the next lease");
+                return self.exit(true);
+            }
+        }
+        let mut wait: Option<BoxFuture<'static, ()>> = None;
+        let mut wait_conn: Option<MultiplexedConnection> = None;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            while let Some(done) = self.running.try_join_next_with_id() {
+                self.finished(done);
+            }
+            if !self.acks.is_empty() {
+                match self.flush_acks().await {
+                    Ok(true) => {}
+                    Ok(false) => return self.abort(true).await,
+                    Err(error) => {
+                        tracing::warn!(topic = %self.member.topic.name, %error, "acknowledgement failed; retrying");
+                        if self.pause(pause).await {
+                            continue;
+                        }
+                    }
+                }
+            }
+            let mode = *self.stop.borrow();
+            match mode {
+                Stop::Abort => return self.abort(false).await,
+                Stop::HandBack if self.running.is_empty() && self.acks.is_empty() => {
+                    return self.exit(false)
+                }
+                Stop::Release
+                    if self.running.is_empty() && self.queue.is_empty() && self.acks.is_empty() =>
+                {
+                    return self.exit(false)
+                }
+                _ => {}
+            }
+            if Instant::now() >= *self.valid.borrow() {
+                tracing::warn!(topic = %self.member.topic.name, partition = self.partition,
+                    "no lease renewal in time: stopping, as another member may own the partition now");
+                return self.abort(true).await;
+            }
+            if mode != Stop::HandBack {
+                self.start_what_may_start();
+            }
+            let room = self.room().saturating_sub(self.queue.len());
+            if mode == Stop::Run && room > 0 && wait.is_none() {
+                match self.fetch(room.min(256), &mut wait_conn, &mut pause).await {
+                    Fetch::Fenced => return self.abort(true).await,
+                    Fetch::Again => continue,
+                    Fetch::Wait(future) => wait = Some(future),
+                }
+            }
+            let trusted = *self.valid.borrow();
+            let waiting = async {
+                match wait.as_mut() {
+                    Some(wait) => wait.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    self.finished(done);
+                }
+                _ = self.stop.changed() => {}
+                () = waiting => wait = None,
+                () = tokio::time::sleep_until(trusted) => {}
+            }
+        }
+    }
+
+    /// One fetch: reads what the group has for this partition, or prepares the wait for it.
+    async fn fetch(
+        &mut self,
+        count: usize,
+        wait_conn: &mut Option<MultiplexedConnection>,
+        pause: &mut Duration,
+    ) -> Fetch {
+        match self.read(count).await {
+            Ok(Read::Fenced) => Fetch::Fenced,
+            Ok(Read::Entries(entries)) => {
+                *pause = Duration::from_millis(10);
+                self.fetched(entries).await;
+                Fetch::Again
+            }
+            Ok(Read::Empty(last)) => {
+                if matches!(self.cursor, Cursor::History(_)) {
+                    self.cursor = Cursor::New;
+                    return Fetch::Again;
+                }
+                if wait_conn.is_none() {
+                    match self.member.topic.shared.blocking_connection().await {
+                        Ok(conn) => *wait_conn = Some(conn),
+                        Err(error) => {
+                            tracing::warn!(topic = %self.member.topic.name, %error, "no connection for blocking reads");
+                        }
+                    }
+                }
+                if let Some(conn) = wait_conn.clone() {
+                    return Fetch::Wait(self.wait_for_entries(conn, last));
+                }
+                self.pause(*pause).await;
+                *pause = (*pause * 2).min(Duration::from_secs(1));
+                Fetch::Again
+            }
+            Err(error) => {
+                if error.code() == Some("NOGROUP") {
+                    tracing::warn!(topic = %self.member.topic.name, subscriber = %self.member.name,
+                        "the group was deleted (its last member left elsewhere): stopping");
+                    return Fetch::Fenced;
+                }
+                tracing::warn!(topic = %self.member.topic.name, %error, "read failed; retrying");
+                self.pause(*pause).await;
+                *pause = (*pause * 2).min(Duration::from_secs(1));
+                Fetch::Again
+            }
+        }
+    }
+
+    /// Sleeps, or returns early (true) when the coordinator asks for something.
+    async fn pause(&mut self, pause: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => false,
+            _ = self.stop.changed() => true,
+        }
+    }
+
+    /// Takes over the group's pending entries of this partition: an earlier owner's, which
+    /// it fetched and did not acknowledge (it died, or lost its lease).
+    async fn claim(&mut self) -> redis::RedisResult<()> {
+        let mut conn = self.member.topic.conn();
+        let mut cursor = String::from("0-0");
+        loop {
+            let reply: Value = redis::cmd("XAUTOCLAIM")
+                .arg(&self.stream)
+                .arg(&self.member.group)
+                .arg(&self.member.id)
+                .arg(0)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("JUSTID")
+                .query_async(&mut conn)
+                .await?;
+            let next = match &reply {
+                Value::Array(parts) => parts.first().and_then(as_text),
+                _ => None,
+            };
+            match next {
+                Some(next) if next != "0-0" => cursor = next,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn read(&mut self, count: usize) -> redis::RedisResult<Read<T>> {
+        let start = match &self.cursor {
+            Cursor::History(after) => after.clone(),
+            Cursor::New => ">".into(),
+        };
+        let mut conn = self.member.topic.conn();
+        let reply: Value = READ_SCRIPT
+            .key(&self.lease)
+            .key(&self.stream)
+            .arg(&self.token)
+            .arg(&self.member.group)
+            .arg(&self.member.id)
+            .arg(count)
+            .arg(if self.acked { "0" } else { "1" })
+            .arg(start)
+            .invoke_async(&mut conn)
+            .await?;
+        let Value::Array(mut parts) = reply else {
+            return Ok(Read::Fenced);
+        };
+        let status = parts.first().and_then(as_int).unwrap_or(-1);
+        match status {
+            1 => {
+                let entries = parts.pop().unwrap_or(Value::Nil);
+                Ok(Read::Entries(wire::decode_entries(
+                    entries,
+                    &*self.member.topic.codec,
+                )))
+            }
+            0 => Ok(Read::Empty(
+                parts
+                    .get(1)
+                    .and_then(as_text)
+                    .unwrap_or_else(|| "0-0".into()),
+            )),
+            _ => Ok(Read::Fenced),
+        }
+    }
+
+    /// A future that ends when the stream has an entry after `last` (or after the blocking
+    /// read's timeout). It only reads (XREAD, not XREADGROUP), so dropping it loses nothing.
+    fn wait_for_entries(
+        &self,
+        mut conn: MultiplexedConnection,
+        last: String,
+    ) -> BoxFuture<'static, ()> {
+        let stream = self.stream.clone();
+        let block = self.member.topic.shared.options.block.as_millis() as u64;
+        Box::pin(async move {
+            let waited: redis::RedisResult<Value> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(1)
+                .arg("BLOCK")
+                .arg(block)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(&last)
+                .query_async(&mut conn)
+                .await;
+            if waited.is_err() {
+                // A broken connection: do not spin; the next read reports the fault.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    async fn fetched(&mut self, entries: Vec<wire::Entry<T>>) {
+        for entry in entries {
+            if let Cursor::History(after) = &mut self.cursor {
+                *after = entry.id.to_string();
+            }
+            match entry.body {
+                Body::Event(event) => {
+                    self.counters().queued.fetch_add(1, Ordering::Relaxed);
+                    self.member.busy.fetch_add(1, Ordering::AcqRel);
+                    self.queue.push_back((entry.id, event));
+                }
+                Body::Deleted => {
+                    if self.acked {
+                        self.acks.push((entry.id, None));
+                    }
+                }
+                Body::Undecodable(undecodable) => {
+                    dead_letter_raw(&self.member, self.partition, entry.id, &undecodable).await;
+                    if self.acked {
+                        self.acks.push((entry.id, None));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts queued events, in order, while the concurrency cap allows and no earlier event
+    /// of their key is running or waiting.
+    fn start_what_may_start(&mut self) {
+        let cap = self.member.topic.config.concurrency;
+        let mut held_back: HashSet<Key> = HashSet::new();
+        let mut i = 0;
+        while i < self.queue.len() && self.running.len() < cap {
+            if let Some(key) = self.queue[i].1.key() {
+                if self.busy_keys.contains(key) || held_back.contains(key) {
+                    held_back.insert(key.clone());
+                    i += 1;
+                    continue;
+                }
+            }
+            let Some((id, event)) = self.queue.remove(i) else {
+                break;
+            };
+            if let Some(key) = event.key() {
+                self.busy_keys.insert(key.clone());
+            }
+            let counters = self.counters();
+            counters.queued.fetch_sub(1, Ordering::Relaxed);
+            counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            let member = Arc::clone(&self.member);
+            let partition = self.partition;
+            let done = self.done.clone();
+            let copy = event.clone();
+            let task = self.running.spawn(async move {
+                let ack = deliver(&member, partition, &done, copy).await;
+                (id, ack)
+            });
+            self.running_events.insert(task.id(), (id, event));
+        }
+    }
+
+    fn finished(&mut self, done: Result<(Id, (EntryId, Ack)), JoinError>) {
+        let task = match &done {
+            Ok((task, _)) => *task,
+            Err(error) => error.id(),
+        };
+        let Some((id, event)) = self.running_events.remove(&task) else {
+            return;
+        };
+        if let Some(key) = event.key() {
+            self.busy_keys.remove(key);
+        }
+        self.counters().in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.member.busy.fetch_sub(1, Ordering::AcqRel);
+        match done {
+            Ok((_, (_, Ack::None))) => {}
+            Ok((_, (_, Ack::Plain))) => self.acks.push((id, None)),
+            Ok((_, (_, Ack::Mark(key)))) => self.acks.push((id, Some(key))),
+            Err(error) => {
+                tracing::error!(topic = %self.member.topic.name, partition = self.partition, %error,
+                    "a delivery task failed outside the handler; the entry stays pending for the partition's next owner");
+            }
+        }
+    }
+
+    /// Acknowledges what is done. Ok(false): fenced (the lease is gone).
+    async fn flush_acks(&mut self) -> redis::RedisResult<bool> {
+        let (max_keys, max_age) = self.member.topic.window();
+        let exactly = matches!(self.member.topic.config.mode, DeliveryMode::ExactlyOnce(..));
+        let mut invocation = ACK_SCRIPT.prepare_invoke();
+        invocation
+            .key(&self.lease)
+            .key(&self.stream)
+            .key(&self.done)
+            .arg(&self.token)
+            .arg(&self.member.group)
+            .arg(if exactly { "1" } else { "0" })
+            .arg(max_keys)
+            .arg(max_age.to_string());
+        for (id, mark) in &self.acks {
+            invocation
+                .arg(id.to_string())
+                .arg(mark.as_deref().unwrap_or(""));
+        }
+        let mut conn = self.member.topic.conn();
+        let acked: i64 = invocation.invoke_async(&mut conn).await?;
+        if acked < 0 {
+            return Ok(false);
+        }
+        self.acks.clear();
+        Ok(true)
+    }
+
+    async fn abort(mut self, fenced: bool) -> WorkerExit<T> {
+        self.running.abort_all();
+        let mut interrupted = Vec::new();
+        while let Some(done) = self.running.join_next_with_id().await {
+            match done {
+                Err(error) if error.is_cancelled() => {
+                    if let Some((id, event)) = self.running_events.remove(&error.id()) {
+                        self.counters().in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.member.busy.fetch_sub(1, Ordering::AcqRel);
+                        interrupted.push((id, event));
+                    }
+                }
+                done => self.finished(done),
+            }
+        }
+        if !fenced && !self.acks.is_empty() {
+            let _ = self.flush_acks().await;
+        }
+        let mut exit = self.exit(fenced);
+        exit.interrupted = interrupted;
+        exit
+    }
+
+    fn exit(mut self, fenced: bool) -> WorkerExit<T> {
+        let left: Vec<_> = self.queue.drain(..).collect();
+        let counters = self.counters();
+        counters.queued.fetch_sub(left.len(), Ordering::Relaxed);
+        self.member.busy.fetch_sub(left.len(), Ordering::AcqRel);
+        WorkerExit {
+            partition: self.partition,
+            left,
+            interrupted: Vec::new(),
+            fenced,
+        }
+    }
+}
+
+/// One event's delivery: the mode's attempts, retries and dead letter.
+async fn deliver<T: Send + Sync + 'static>(
+    member: &Member<T>,
+    partition: u32,
+    done: &str,
+    event: Event<T>,
+) -> Ack {
+    let counters = &member.topic.counters[partition as usize];
+    match &member.topic.config.mode {
+        DeliveryMode::AtMostOnce => {
+            let ok = invoke(&member.handler, event).await.is_ok();
+            add(
+                if ok {
+                    &counters.processed
+                } else {
+                    &counters.failed
+                },
+                1,
+            );
+            Ack::None
+        }
+        DeliveryMode::AtLeastOnce(retry) => until_done(member, partition, event, retry, None).await,
+        DeliveryMode::ExactlyOnce(retry, _) => {
+            let key = event.idempotency_key().as_str().to_owned();
+            if marked_done(member, done, &key).await {
+                add(&counters.deduplicated, 1);
+                return Ack::Plain;
+            }
+            until_done(member, partition, event, retry, Some(key)).await
+        }
+        _ => {
+            tracing::error!(topic = %member.topic.name, "unknown delivery mode: the event is left pending");
+            std::future::pending().await
+        }
+    }
+}
+
+/// Whether the group marked `key` done (exactly-once). Retries until Redis answers: running
+/// the handler without knowing could run it twice.
+async fn marked_done<T>(member: &Member<T>, done: &str, key: &str) -> bool {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let mut conn = member.topic.conn();
+        let score: redis::RedisResult<Option<f64>> = redis::cmd("ZSCORE")
+            .arg(done)
+            .arg(key)
+            .query_async(&mut conn)
+            .await;
+        match score {
+            Ok(score) => return score.is_some(),
+            Err(error) => {
+                tracing::warn!(topic = %member.topic.name, %error, "done-marker check failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn until_done<T: Send + Sync + 'static>(
+    member: &Member<T>,
+    partition: u32,
+    event: Event<T>,
+    retry: &RetryPolicy,
+    mark: Option<String>,
+) -> Ack {
+    let counters = &member.topic.counters[partition as usize];
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match invoke(&member.handler, event.clone()).await {
+            Ok(()) => {
+                add(&counters.processed, 1);
+                return mark.map_or(Ack::Plain, Ack::Mark);
+            }
+            Err(error) => {
+                add(&counters.failed, 1);
+                if retry.should_retry(attempts, &error) {
+                    add(&counters.retried, 1);
+                    tokio::time::sleep(retry.backoff(attempts)).await;
+                    continue;
+                }
+                add(&counters.dead_lettered, 1);
+                dead_letter(member, partition, event, error, attempts).await;
+                return Ack::Plain;
+            }
+        }
+    }
+}
+
+/// Writes a dead letter to the topic's dead-letter stream (until Redis takes it), then
+/// hands it to the subscriber's sink.
+async fn dead_letter<T: Send + Sync + 'static>(
+    member: &Member<T>,
+    partition: u32,
+    event: Event<T>,
+    error: HandlerError,
+    attempts: u32,
+) {
+    let topic = &member.topic;
+    let mut fields = match wire::encode(&event, &*topic.codec) {
+        Ok(fields) => fields,
+        Err(codec) => vec![b"encode_error".to_vec(), codec.to_string().into_bytes()],
+    };
+    for (name, value) in [
+        ("error", error.to_string()),
+        ("attempts", attempts.to_string()),
+        ("subscriber", member.name.to_string()),
+        ("partition", partition.to_string()),
+    ] {
+        fields.push(name.as_bytes().to_vec());
+        fields.push(value.into_bytes());
+    }
+    write_dead_letter(member, &fields).await;
+    let letter = DeadLetter::new(event, error, attempts, Arc::clone(&member.name));
+    let sink = &member.dead_letters;
+    if catch_unwind(AssertUnwindSafe(|| sink.dead_letter(letter))).is_err() {
+        tracing::error!(
+            subscriber = &*member.name,
+            "dead-letter sink panicked; the dead letter is in the topic's dead-letter stream"
+        );
+    }
+}
+
+/// Dead-letters an entry that is not an event of this topic's payload type: it goes to the
+/// topic's dead-letter stream (the subscriber's sink takes typed events only).
+pub(crate) async fn dead_letter_raw<T>(
+    member: &Member<T>,
+    partition: u32,
+    id: EntryId,
+    undecodable: &Undecodable,
+) {
+    add(&member.topic.counters[partition as usize].dead_lettered, 1);
+    tracing::error!(topic = %member.topic.name, partition, entry = %id, reason = %undecodable.reason,
+        "an entry could not be decoded; it goes to the dead-letter stream");
+    let mut fields = Vec::with_capacity(2 * undecodable.fields.len() + 8);
+    for (name, value) in &undecodable.fields {
+        fields.push(name.clone());
+        fields.push(value.clone());
+    }
+    for (name, value) in [
+        ("error", format!("undecodable: {}", undecodable.reason)),
+        ("attempts", "0".to_owned()),
+        ("subscriber", member.name.to_string()),
+        ("partition", partition.to_string()),
+        ("entry", id.to_string()),
+    ] {
+        fields.push(name.as_bytes().to_vec());
+        fields.push(value.into_bytes());
+    }
+    write_dead_letter(member, &fields).await;
+}
+
+/// The dead-letter stream keeps its newest entries, up to this many.
+const DEAD_LETTERS_KEPT: usize = 100_000;
+
+async fn write_dead_letter<T>(member: &Member<T>, fields: &[Vec<u8>]) {
+    let stream = member.topic.keys.dead_letters();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let mut conn = member.topic.conn();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(DEAD_LETTERS_KEPT)
+            .arg("*");
+        for field in fields {
+            cmd.arg(field.as_slice());
+        }
+        let written: redis::RedisResult<String> = cmd.query_async(&mut conn).await;
+        match written {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(topic = %member.topic.name, %error, "dead-letter stream write failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The Redis backend's basic paths against a real redis-server: publish and deliver, per-key
+//! order, retries and dead letters, exactly-once dedupe, backpressure, leaving, and typed
+//! errors for bad input and a server that is not there.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowgate::bus::{
+    Backend, Backpressure, BusError, DedupeWindowConfig, DeliveryMode, PublishError,
+    SubscribeRequest, TopicSettings,
+};
+use flowgate::redis::RedisBus;
+use flowgate::{DeadLetterQueue, Event, HandlerError, Jitter, RetryPolicy};
+use flowgate_testkit::wait::{wait_for, wait_until};
+
+fn retry() -> RetryPolicy {
+    RetryPolicy::exponential(3, Duration::from_millis(1)).jitter(Jitter::None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_subscriber_in_key_order() {
+    let server = common::server();
+    let bus = common::bus(&server, "basics").await;
+    let topic = bus
+        .create_topic(
+            "orders",
+            TopicSettings::default().partitions(4).concurrency(4),
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let request = SubscribeRequest::new("audit", move |event: Event<u32>| {
+        log.lock()
+            .unwrap()
+            .push((event.key().unwrap().to_string(), *event.payload()));
+        async { Ok(()) }
+    });
+    let _audit = topic.subscribe(request).await.unwrap();
+    for n in 0..200u32 {
+        let event = Event::new("order.placed", n)
+            .unwrap()
+            .with_key(format!("k{}", n % 7));
+        topic.publish(event).await.unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || seen.lock().unwrap().len()
+            == 200)
+        .await,
+        "all 200 delivered"
+    );
+    let seen = seen.lock().unwrap().clone();
+    for key in 0..7 {
+        let of_key: Vec<u32> = seen
+            .iter()
+            .filter(|(k, _)| *k == format!("k{key}"))
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(
+            of_key.windows(2).all(|w| w[0] < w[1]),
+            "key k{key}: {of_key:?}"
+        );
+    }
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.not_delivered(), 0);
+    assert_eq!(topic.stats().await.total.processed, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_retried_then_dead_lettered() {
+    let server = common::server();
+    let bus = common::bus(&server, "retries").await;
+    let topic = bus
+        .create_topic(
+            "jobs",
+            TopicSettings::default().mode(DeliveryMode::AtLeastOnce(retry())),
+        )
+        .await
+        .unwrap();
+    let dead = DeadLetterQueue::new(10);
+    let request = SubscribeRequest::new("worker", |event: Event<u32>| async move {
+        if *event.payload() == 13 {
+            Err(HandlerError::retryable("unlucky"))
+        } else {
+            Ok(())
+        }
+    })
+    .dead_letters(dead.clone());
+    let _worker = topic.subscribe(request).await.unwrap();
+    for n in [1, 13, 2] {
+        topic.publish(Event::new("job", n).unwrap()).await.unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || dead.len() == 1).await,
+        "a dead letter"
+    );
+    let letters = dead.drain();
+    assert_eq!((*letters[0].event.payload(), letters[0].attempts), (13, 3));
+    bus.shutdown(Duration::from_secs(5)).await;
+    let stats = topic.stats().await;
+    assert_eq!(
+        (
+            stats.total.processed,
+            stats.total.failed,
+            stats.total.retried
+        ),
+        (2, 3, 2)
+    );
+    assert_eq!(stats.total.dead_lettered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_acknowledges_a_republished_key_as_a_duplicate() {
+    let server = common::server();
+    let bus = common::bus(&server, "dedupe").await;
+    let mode = DeliveryMode::ExactlyOnce(retry(), DedupeWindowConfig::default());
+    let topic = bus
+        .create_topic(
+            "payments",
+            TopicSettings::default().partitions(2).mode(mode),
+        )
+        .await
+        .unwrap();
+    let first = topic
+        .publish(
+            Event::new("paid", 10u32)
+                .unwrap()
+                .with_idempotency_key("pay-1"),
+        )
+        .await
+        .unwrap();
+    let again = topic
+        .publish(
+            Event::new("paid", 10u32)
+                .unwrap()
+                .with_idempotency_key("pay-1"),
+        )
+        .await
+        .unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(first.partition, again.partition);
+    let stats = topic.stats().await;
+    assert_eq!((stats.total.published, stats.total.duplicates), (1, 1));
+    assert_eq!(stats.dedupe.unwrap().keys, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_partition_rejects_and_the_last_member_hands_back() {
+    let server = common::server();
+    let bus = common::bus(&server, "full").await;
+    let settings = TopicSettings::default()
+        .capacity(2)
+        .backpressure(Backpressure::Reject);
+    let topic = bus.create_topic("jobs", settings).await.unwrap();
+    let stuck = SubscribeRequest::new("stuck", |_: Event<u32>| std::future::pending());
+    let member = topic.subscribe(stuck.group("workers")).await.unwrap();
+    topic.publish(Event::new("job", 1).unwrap()).await.unwrap();
+    topic.publish(Event::new("job", 2).unwrap()).await.unwrap();
+    let refused = topic
+        .publish(Event::new("job", 3).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, PublishError::Full(_)), "{refused}");
+    // The stuck member never finishes event 1: leaving would wait forever, so end the bus
+    // with a deadline instead; what the group was owed is reported.
+    drop(member);
+    let report = bus.shutdown(Duration::from_millis(500)).await;
+    assert!(report.deadline_expired());
+    assert_eq!(report.not_delivered(), 2, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_subscriber_leaving_gets_back_what_it_was_owed() {
+    let server = common::server();
+    let bus = common::bus(&server, "leave").await;
+    let topic = bus
+        .create_topic("jobs", TopicSettings::default())
+        .await
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let opened = Arc::clone(&gate);
+    let request = SubscribeRequest::new("slow", move |_: Event<u32>| {
+        let gate = Arc::clone(&opened);
+        async move {
+            let _permit = gate.acquire().await;
+            Ok(())
+        }
+    });
+    let sub = topic.subscribe(request).await.unwrap();
+    for n in 0..5 {
+        topic.publish(Event::new("job", n).unwrap()).await.unwrap();
+    }
+    let running = wait_for(Duration::from_secs(10), || async {
+        (topic.stats().await.in_flight == 1).then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "one delivery runs");
+    gate.add_permits(1);
+    let handed_back = sub.unsubscribe().await;
+    let mut payloads: Vec<u32> = handed_back.iter().map(|e| *e.payload()).collect();
+    payloads.sort_unstable();
+    assert_eq!(payloads, [1, 2, 3, 4]);
+    assert_eq!(topic.stats().await.subscribers, 0, "the group is gone");
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors() {
+    let refused = RedisBus::connect("redis://127.0.0.1:1/").await.unwrap_err();
+    assert!(matches!(refused, BusError::Unavailable(_)), "{refused}");
+    let server = common::server();
+    let bus = common::bus(&server, "bad").await;
+    let zero =
+        Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default().partitions(0)).await;
+    assert!(matches!(
+        zero,
+        Err(BusError::InvalidConfig {
+            what: "partitions",
+            ..
+        })
+    ));
+    let name = Backend::<u32>::create_topic(&bus, "no spaces", TopicSettings::default()).await;
+    assert!(matches!(name, Err(BusError::Core(_))));
+    let topic = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default().partitions(2))
+        .await
+        .unwrap();
+    let again = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default()).await;
+    assert!(matches!(again, Err(BusError::TopicExists { .. })));
+    let other = common::bus(&server, "bad").await;
+    let mismatch = Backend::<u32>::create_topic(&other, "jobs", TopicSettings::default()).await;
+    assert!(
+        matches!(mismatch, Err(BusError::TopicExists { detail, .. }) if detail.contains("Redis")),
+        "another process opening the topic with 1 partition instead of 2"
+    );
+    let blank = topic
+        .subscribe(SubscribeRequest::new(" ", |_: Event<u32>| async { Ok(()) }))
+        .await;
+    assert!(matches!(blank, Err(BusError::InvalidConfig { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_while_redis_is_down_fails_typed_and_retryable() {
+    let mut server = common::server();
+    let bus = common::bus(&server, "outage").await;
+    let topic = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
+        .await
+        .unwrap();
+    topic.publish(Event::new("job", 1).unwrap()).await.unwrap();
+    server.kill();
+    let refused = topic
+        .publish(Event::new("job", 2).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, PublishError::Unavailable { .. }),
+        "{refused}"
+    );
+    assert!(refused.is_retryable());
+    assert_eq!(*refused.into_event().payload(), 2, "the event comes back");
+    server.restart().unwrap();
+    let back = Event::new("job", 3).unwrap();
+    let published = wait_for(Duration::from_secs(10), || {
+        let topic = topic.clone();
+        let back = back.clone();
+        async move { topic.publish(back).await.ok() }
+    })
+    .await;
+    assert!(published.is_some(), "the bus reconnects by itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_skips_a_copy_that_reached_the_stream_after_the_key_was_handled() {
+    let server = common::server();
+    let bus = common::bus(&server, "marker").await;
+    let mode = DeliveryMode::ExactlyOnce(retry(), DedupeWindowConfig::default());
+    let topic = bus
+        .create_topic("payments", TopicSettings::default().mode(mode))
+        .await
+        .unwrap();
+    let calls = Arc::new(Mutex::new(0u32));
+    let count = Arc::clone(&calls);
+    let request = SubscribeRequest::new("ledger", move |_: Event<u32>| {
+        *count.lock().unwrap() += 1;
+        async { Ok(()) }
+    });
+    let _ledger = topic.subscribe(request.group("ledger")).await.unwrap();
+    topic
+        .publish(
+            Event::new("paid", 10u32)
+                .unwrap()
+                .with_idempotency_key("pay-1"),
+        )
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || *calls.lock().unwrap() == 1).await);
+    // A copy of the entry written past the publish window (another writer, or a window that
+    // forgot the key): only the group's done marker stands between it and a second run.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = "fg:{marker/payments/0}:s";
+    let entries: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let redis::Value::Array(entries) = entries else {
+        panic!("no entries in {stream}")
+    };
+    let redis::Value::Array(entry) = &entries[0] else {
+        panic!("bad entry")
+    };
+    let redis::Value::Array(fields) = &entry[1] else {
+        panic!("bad fields")
+    };
+    let mut copy = redis::cmd("XADD");
+    copy.arg(stream).arg("*");
+    for field in fields {
+        if let redis::Value::BulkString(bytes) = field {
+            copy.arg(bytes.as_slice());
+        }
+    }
+    let _: String = copy.query_async(&mut conn).await.unwrap();
+    let skipped = wait_for(Duration::from_secs(10), || async {
+        (topic.stats().await.total.deduplicated == 1).then_some(())
+    })
+    .await;
+    assert!(skipped.is_some(), "the copy was read and skipped");
+    assert_eq!(*calls.lock().unwrap(), 1, "the handler ran once");
+}

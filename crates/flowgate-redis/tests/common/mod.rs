@@ -1,0 +1,26 @@
+//! Shared setup: a private redis-server per test, and buses on it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use flowgate::redis::RedisBus;
+use flowgate_testkit::redis_server::RedisServer;
+
+/// A private server for this test; a failure to start says how to install redis-server.
+pub(crate) fn server() -> RedisServer {
+    match RedisServer::start() {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// A bus on `server` with short leases and reads, so that tests move fast.
+pub(crate) async fn bus(server: &RedisServer, namespace: &str) -> RedisBus {
+    RedisBus::builder(server.url())
+        .namespace(namespace)
+        .lease(Duration::from_millis(900))
+        .block(Duration::from_millis(200))
+        .connect()
+        .await
+        .expect("connect to the test's redis-server")
+}
