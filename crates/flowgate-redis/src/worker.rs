@@ -91,7 +91,7 @@ enum Fetch {
     /// Go round again (entries came in, or a fault passed).
     Again,
     /// Nothing to read: wait on this for entries.
-    Wait(BoxFuture<'static, ()>),
+    Wait(BoxFuture<'static, bool>),
 }
 
 enum Read<T> {
@@ -170,7 +170,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 return self.exit(true);
             }
         }
-        let mut wait: Option<BoxFuture<'static, ()>> = None;
+        let mut wait: Option<BoxFuture<'static, bool>> = None;
         let mut wait_conn: Option<MultiplexedConnection> = None;
         let mut pause = Duration::from_millis(10);
         loop {
@@ -230,7 +230,13 @@ impl<T: Send + Sync + 'static> Worker<T> {
                     self.finished(done);
                 }
                 _ = self.stop.changed() => {}
-                () = waiting => wait = None,
+                broken = waiting => {
+                    wait = None;
+                    if broken {
+                        // A new connection for the next wait (the server may be back).
+                        wait_conn = None;
+                    }
+                }
                 () = tokio::time::sleep_until(trusted) => {}
             }
         }
@@ -360,12 +366,13 @@ impl<T: Send + Sync + 'static> Worker<T> {
     }
 
     /// A future that ends when the stream has an entry after `last` (or after the blocking
-    /// read's timeout). It only reads (XREAD, not XREADGROUP), so dropping it loses nothing.
+    /// read's timeout), with whether the connection failed. It only reads (XREAD, not
+    /// XREADGROUP), so dropping it loses nothing.
     fn wait_for_entries(
         &self,
         mut conn: MultiplexedConnection,
         last: String,
-    ) -> BoxFuture<'static, ()> {
+    ) -> BoxFuture<'static, bool> {
         let stream = self.stream.clone();
         let block = self.member.topic.shared.options.block.as_millis() as u64;
         Box::pin(async move {
@@ -380,9 +387,10 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 .query_async(&mut conn)
                 .await;
             if waited.is_err() {
-                // A broken connection: do not spin; the next read reports the fault.
+                // Do not spin while the server is away; the next read reports the fault.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            waited.is_err()
         })
     }
 
