@@ -38,10 +38,15 @@ pub struct RedisOptions {
     pub block: Duration,
     /// How long a command may take before it fails (publish, acknowledgement, lease).
     pub response_timeout: Duration,
+    /// Entries a partition worker reads per request (and acknowledges per request, at most
+    /// 2 ms later). Larger batches cost fewer round trips; each worker holds up to twice
+    /// this many fetched events, within the topic's capacity.
+    pub read_batch: usize,
 }
 
 impl Default for RedisOptions {
-    /// Namespace `flowgate`, 10 s leases, 1 s blocking reads, 2 s response timeout.
+    /// Namespace `flowgate`, 10 s leases, 1 s blocking reads, 2 s response timeout, reads of
+    /// 64 entries.
     ///
     /// ```
     /// use std::time::Duration;
@@ -54,6 +59,7 @@ impl Default for RedisOptions {
             lease: Duration::from_secs(10),
             block: Duration::from_secs(1),
             response_timeout: Duration::from_secs(2),
+            read_batch: 64,
         }
     }
 }
@@ -125,6 +131,18 @@ impl RedisBusBuilder {
     #[must_use]
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.options.response_timeout = timeout;
+        self
+    }
+
+    /// Sets the entries read per request (see [`RedisOptions::read_batch`]).
+    ///
+    /// ```
+    /// let builder = flowgate::redis::RedisBus::builder("redis://127.0.0.1/").read_batch(16);
+    /// assert_eq!(builder.options().read_batch, 16);
+    /// ```
+    #[must_use]
+    pub fn read_batch(mut self, entries: usize) -> Self {
+        self.options.read_batch = entries;
         self
     }
 

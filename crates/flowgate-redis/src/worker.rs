@@ -31,6 +31,9 @@ use crate::scripts::{ACK_SCRIPT, READ_SCRIPT};
 use crate::topic::add;
 use crate::wire::{self, as_int, as_text, Body, EntryId, Undecodable};
 
+/// The longest an acknowledgement waits for others to share its round trip.
+const ACK_DELAY: Duration = Duration::from_millis(2);
+
 /// What the coordinator asks of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -122,6 +125,8 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
         running: JoinSet::new(),
         running_events: HashMap::new(),
         busy_keys: HashSet::new(),
+        busy_idempotency: HashSet::new(),
+        pending_marks: HashSet::new(),
         acks: Vec::new(),
         cursor: if acked {
             Cursor::History("0-0".into())
@@ -146,6 +151,10 @@ struct Worker<T> {
     running: JoinSet<(EntryId, Ack)>,
     running_events: HashMap<Id, (EntryId, Event<T>)>,
     busy_keys: HashSet<Key>,
+    /// Exactly-once: the idempotency keys of the deliveries running.
+    busy_idempotency: HashSet<Key>,
+    /// Exactly-once: keys handled `Ok` whose done markers wait in `acks`.
+    pending_marks: HashSet<String>,
     acks: Vec<(EntryId, Option<String>)>,
     cursor: Cursor,
     stop: watch::Receiver<Stop>,
@@ -173,13 +182,24 @@ impl<T: Send + Sync + 'static> Worker<T> {
         let mut wait: Option<BoxFuture<'static, bool>> = None;
         let mut wait_conn: Option<MultiplexedConnection> = None;
         let mut pause = Duration::from_millis(10);
+        let batch = self.member.topic.shared.options.read_batch;
+        // When the oldest acknowledgement not yet sent was recorded.
+        let mut oldest_ack: Option<Instant> = None;
         loop {
             while let Some(done) = self.running.try_join_next_with_id() {
                 self.finished(done);
             }
-            if !self.acks.is_empty() {
+            if !self.acks.is_empty() && oldest_ack.is_none() {
+                oldest_ack = Some(Instant::now());
+            }
+            // Acknowledgements go in batches: when a read's worth is done, when they are
+            // ACK_DELAY old, when the worker has nothing else to do, or when it stops.
+            let idle = self.running.is_empty() && self.queue.is_empty();
+            let due = oldest_ack.is_some_and(|at| at.elapsed() >= ACK_DELAY);
+            let stopping = *self.stop.borrow() != Stop::Run;
+            if !self.acks.is_empty() && (self.acks.len() >= batch || idle || due || stopping) {
                 match self.flush_acks().await {
-                    Ok(true) => {}
+                    Ok(true) => oldest_ack = None,
                     Ok(false) => return self.abort(true).await,
                     Err(error) => {
                         tracing::warn!(topic = %self.member.topic.name, %error, "acknowledgement failed; retrying");
@@ -210,9 +230,13 @@ impl<T: Send + Sync + 'static> Worker<T> {
             if mode != Stop::HandBack {
                 self.start_what_may_start();
             }
+            // Read ahead: another batch while fewer than a batch wait, within the room.
             let room = self.room().saturating_sub(self.queue.len());
-            if mode == Stop::Run && room > 0 && wait.is_none() {
-                match self.fetch(room.min(256), &mut wait_conn, &mut pause).await {
+            if mode == Stop::Run && room > 0 && self.queue.len() < batch && wait.is_none() {
+                match self
+                    .fetch(room.min(batch), &mut wait_conn, &mut pause)
+                    .await
+                {
                     Fetch::Fenced => return self.abort(true).await,
                     Fetch::Again => continue,
                     Fetch::Wait(future) => wait = Some(future),
@@ -238,6 +262,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
                     }
                 }
                 () = tokio::time::sleep_until(trusted) => {}
+                () = tokio::time::sleep_until(oldest_ack.unwrap_or(trusted) + ACK_DELAY), if oldest_ack.is_some() => {}
             }
         }
     }
@@ -424,24 +449,47 @@ impl<T: Send + Sync + 'static> Worker<T> {
     /// of their key is running or waiting.
     fn start_what_may_start(&mut self) {
         let cap = self.member.topic.config.concurrency;
-        let mut held_back: HashSet<Key> = HashSet::new();
+        let exactly = matches!(self.member.topic.config.mode, DeliveryMode::ExactlyOnce(..));
+        let mut held_keys: HashSet<Key> = HashSet::new();
+        let mut held_idempotency: HashSet<Key> = HashSet::new();
         let mut i = 0;
         while i < self.queue.len() && self.running.len() < cap {
-            if let Some(key) = self.queue[i].1.key() {
-                if self.busy_keys.contains(key) || held_back.contains(key) {
-                    held_back.insert(key.clone());
-                    i += 1;
-                    continue;
-                }
+            let event = &self.queue[i].1;
+            let key = event.key().cloned();
+            // Exactly-once: copies of one idempotency key run one at a time too, so that a
+            // copy after an `Ok` finds the key done.
+            let idempotency = exactly.then(|| event.idempotency_key());
+            let key_busy = key
+                .as_ref()
+                .is_some_and(|k| self.busy_keys.contains(k) || held_keys.contains(k));
+            let copy_busy = idempotency
+                .as_ref()
+                .is_some_and(|k| self.busy_idempotency.contains(k) || held_idempotency.contains(k));
+            if key_busy || copy_busy {
+                held_keys.extend(key);
+                held_idempotency.extend(idempotency);
+                i += 1;
+                continue;
             }
             let Some((id, event)) = self.queue.remove(i) else {
                 break;
             };
-            if let Some(key) = event.key() {
-                self.busy_keys.insert(key.clone());
-            }
-            let counters = self.counters();
+            let topic = Arc::clone(&self.member.topic);
+            let counters = &topic.counters[self.partition as usize];
             counters.queued.fetch_sub(1, Ordering::Relaxed);
+            if let Some(idempotency) = &idempotency {
+                if self.pending_marks.contains(idempotency.as_str()) {
+                    // Done `Ok` here; its marker is on its way to Redis with the next acks.
+                    add(&counters.deduplicated, 1);
+                    self.member.busy.fetch_sub(1, Ordering::AcqRel);
+                    self.acks.push((id, None));
+                    continue;
+                }
+                self.busy_idempotency.insert(idempotency.clone());
+            }
+            if let Some(key) = key {
+                self.busy_keys.insert(key);
+            }
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
             let member = Arc::clone(&self.member);
             let partition = self.partition;
@@ -466,12 +514,18 @@ impl<T: Send + Sync + 'static> Worker<T> {
         if let Some(key) = event.key() {
             self.busy_keys.remove(key);
         }
+        if !self.busy_idempotency.is_empty() {
+            self.busy_idempotency.remove(&event.idempotency_key());
+        }
         self.counters().in_flight.fetch_sub(1, Ordering::Relaxed);
         self.member.busy.fetch_sub(1, Ordering::AcqRel);
         match done {
             Ok((_, (_, Ack::None))) => {}
             Ok((_, (_, Ack::Plain))) => self.acks.push((id, None)),
-            Ok((_, (_, Ack::Mark(key)))) => self.acks.push((id, Some(key))),
+            Ok((_, (_, Ack::Mark(key)))) => {
+                self.pending_marks.insert(key.clone());
+                self.acks.push((id, Some(key)));
+            }
             Err(error) => {
                 tracing::error!(topic = %self.member.topic.name, partition = self.partition, %error,
                     "a delivery task failed outside the handler; the entry stays pending for the partition's next owner");
@@ -504,6 +558,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
             return Ok(false);
         }
         self.acks.clear();
+        self.pending_marks.clear();
         Ok(true)
     }
 

@@ -175,16 +175,19 @@ async fn a_full_partition_rejects_and_the_last_member_hands_back() {
 async fn a_plain_subscriber_leaving_gets_back_what_it_was_owed() {
     let server = common::server();
     let bus = common::bus(&server, "leave").await;
-    let topic = bus
-        .create_topic("jobs", TopicSettings::default())
+    let topic = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
         .await
         .unwrap();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let opened = Arc::clone(&gate);
-    let request = SubscribeRequest::new("slow", move |_: Event<u32>| {
-        let gate = Arc::clone(&opened);
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let (opened, log) = (Arc::clone(&gate), Arc::clone(&handled));
+    let request = SubscribeRequest::new("slow", move |event: Event<u32>| {
+        let (gate, log) = (Arc::clone(&opened), Arc::clone(&log));
         async move {
-            let _permit = gate.acquire().await;
+            if *event.payload() == 0 {
+                gate.acquire().await.unwrap().forget();
+            }
+            log.lock().unwrap().push(*event.payload());
             Ok(())
         }
     });
@@ -196,12 +199,28 @@ async fn a_plain_subscriber_leaving_gets_back_what_it_was_owed() {
         (topic.stats().await.in_flight == 1).then_some(())
     })
     .await;
-    assert!(running.is_some(), "one delivery runs");
+    assert!(
+        running.is_some(),
+        "event 0 runs (concurrency 1: nothing else does)"
+    );
+    // Leave while event 0 runs; it finishes (the gate opens) before the call returns.
+    let leaving = tokio::spawn(sub.unsubscribe());
     gate.add_permits(1);
-    let handed_back = sub.unsubscribe().await;
-    let mut payloads: Vec<u32> = handed_back.iter().map(|e| *e.payload()).collect();
-    payloads.sort_unstable();
-    assert_eq!(payloads, [1, 2, 3, 4]);
+    let handed_back: Vec<u32> = leaving
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| *e.payload())
+        .collect();
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(handled.first(), Some(&0), "the delivery in flight finished");
+    let mut all: Vec<u32> = handled.iter().chain(&handed_back).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        [0, 1, 2, 3, 4],
+        "each event handled or handed back, once"
+    );
     assert_eq!(topic.stats().await.subscribers, 0, "the group is gone");
 }
 
