@@ -133,6 +133,7 @@
 //! topic's groups in Redis (every process's).
 #![forbid(unsafe_code)]
 
+mod batch;
 mod bus;
 mod codec;
 mod keys;

@@ -52,50 +52,81 @@ local function trim_consumed(stream)
 end
 ";
 
-/// Publish: dedupe check (exactly-once), capacity check, XADD, in one step.
+/// Publish a batch: for each entry in order, the dedupe check (exactly-once), the capacity
+/// check and XADD, all in one step.
 ///
 /// KEYS: stream, dedupe window, counters.
-/// ARGV: capacity, policy (`full` | `newest` | `oldest`), idempotency key (empty: no
-/// dedupe), window max keys, window max age (ms), then the entry's fields.
-/// Returns `{'ok', id, dropped}`, `{'dup'}`, `{'full'}` or `{'dropped', groups}`.
+/// ARGV: capacity, policy (`full` | `newest` | `oldest`), window max keys, window max age
+/// (ms), then per entry: idempotency key (empty: no dedupe), field count, the fields.
+/// Returns `{codes, drops}`: `codes` has one letter per entry (`o` appended, `d` duplicate,
+/// `f` full, `x` dropped by DropNewest), `drops` lists `entry:count` (1-based, comma
+/// separated) for the entries whose publish dropped deliveries (DropOldest evictions, or the
+/// groups a DropNewest entry missed).
 const PUBLISH: &str = r"
 local stream, dedupe, counters = KEYS[1], KEYS[2], KEYS[3]
-local capacity, policy, idem = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local capacity, policy = tonumber(ARGV[1]), ARGV[2]
+local max_keys, max_age = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now
-if idem ~= '' then
-  now = now_ms()
-  redis.call('ZREMRANGEBYSCORE', dedupe, '-inf', now - tonumber(ARGV[5]))
-  if redis.call('ZSCORE', dedupe, idem) then return {'dup'} end
-end
 local len = redis.call('XLEN', stream)
-if len >= capacity then len = trim_consumed(stream) end
-local dropped = 0
-if len >= capacity then
-  if policy == 'full' then return {'full'} end
-  local groups = groups_of(stream)
-  if policy == 'newest' then return {'dropped', #groups} end
-  local victims = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - capacity + 1)
-  for _, victim in ipairs(victims) do
-    local v_ms, v_seq = parse_id(victim[1])
-    for _, g in ipairs(groups) do
-      local ms, seq = parse_id(g['last-delivered-id'])
-      if before(ms, seq, v_ms, v_seq) then dropped = dropped + 1 end
+local codes, drops = {}, {}
+local remembered = false
+local i = 5
+while i <= #ARGV do
+  local idem, count = ARGV[i], tonumber(ARGV[i + 1])
+  local first = i + 2
+  i = first + count
+  local reply
+  if idem ~= '' then
+    if now == nil then
+      now = now_ms()
+      redis.call('ZREMRANGEBYSCORE', dedupe, '-inf', now - max_age)
     end
-    redis.call('XDEL', stream, victim[1])
+    if redis.call('ZSCORE', dedupe, idem) then reply = 'd' end
   end
+  local dropped = 0
+  if reply == nil and len >= capacity then
+    len = trim_consumed(stream)
+    if len >= capacity then
+      if policy == 'full' then
+        reply = 'f'
+      elseif policy == 'newest' then
+        reply = 'x'
+        dropped = #groups_of(stream)
+      else
+        local groups = groups_of(stream)
+        local victims = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - capacity + 1)
+        for _, victim in ipairs(victims) do
+          local v_ms, v_seq = parse_id(victim[1])
+          for _, g in ipairs(groups) do
+            local ms, seq = parse_id(g['last-delivered-id'])
+            if before(ms, seq, v_ms, v_seq) then dropped = dropped + 1 end
+          end
+          redis.call('XDEL', stream, victim[1])
+        end
+        len = len - #victims
+      end
+    end
+  end
+  if reply == nil then
+    redis.call('XADD', stream, '*', unpack(ARGV, first, first + count - 1))
+    len = len + 1
+    if idem ~= '' then
+      redis.call('ZADD', dedupe, now, idem)
+      remembered = true
+    end
+    reply = 'o'
+  end
+  codes[#codes + 1] = reply
+  if dropped > 0 then drops[#drops + 1] = #codes .. ':' .. dropped end
 end
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', stream, '*', unpack(fields))
-if idem ~= '' then
-  redis.call('ZADD', dedupe, now, idem)
-  local over = redis.call('ZCARD', dedupe) - tonumber(ARGV[4])
+if remembered then
+  local over = redis.call('ZCARD', dedupe) - max_keys
   if over > 0 then
     redis.call('ZPOPMIN', dedupe, over)
     redis.call('HINCRBY', counters, 'evicted', over)
   end
 end
-return {'ok', id, dropped}
+return {table.concat(codes), table.concat(drops, ',')}
 ";
 
 /// Read for a lease holder only: checks the lease, then XREADGROUP (no BLOCK).

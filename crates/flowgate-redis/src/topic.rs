@@ -15,12 +15,13 @@ use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::Notify;
 
+use crate::batch::{Batcher, Entry, Outcome};
 use crate::bus::{unavailable, AnyTopic, ReportPart, Shared};
 use crate::codec::Codec;
 use crate::keys::{PartitionKeys, TopicKeys};
 use crate::member::{Member, Stopped};
-use crate::scripts::{BACKLOG_SCRIPT, PUBLISH_SCRIPT};
-use crate::wire::{self, as_int, as_text};
+use crate::scripts::BACKLOG_SCRIPT;
+use crate::wire;
 
 /// This process's counters of one partition.
 #[derive(Debug, Default)]
@@ -52,6 +53,8 @@ pub(crate) struct TopicInner<T> {
     pub(crate) config: TopicConfig<T>,
     pub(crate) codec: Arc<dyn Codec<T>>,
     pub(crate) counters: Vec<Counters>,
+    /// Each partition's publish path (group commit of concurrent publishes).
+    batchers: Vec<Arc<Batcher>>,
     /// This process's live members (plain subscribers and consumer-group members).
     pub(crate) members: Mutex<Vec<Arc<Member<T>>>>,
     /// Wakes this process's members of the topic to rebalance at once (a member joined or
@@ -141,11 +144,32 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
                 detail: " in Redis with another partition count or mode",
             });
         }
-        let partitions = (0..config.partitions.get())
+        let partitions: Vec<PartitionKeys> = (0..config.partitions.get())
             .map(|p| keys.partition(p))
             .collect();
         let counters = (0..config.partitions.get())
             .map(|_| Counters::default())
+            .collect();
+        let policy = match config.backpressure {
+            Backpressure::DropNewest => "newest",
+            Backpressure::DropOldest => "oldest",
+            _ => "full",
+        };
+        let window = config
+            .mode
+            .dedupe()
+            .map_or((0, 0), |w| (w.max_keys, w.max_age.as_millis()));
+        let batchers = partitions
+            .iter()
+            .map(|keys| {
+                Arc::new(Batcher::new(
+                    shared.conn.clone(),
+                    keys,
+                    config.capacity,
+                    policy,
+                    window,
+                ))
+            })
             .collect();
         Ok(Self {
             inner: Arc::new(TopicInner {
@@ -156,6 +180,7 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
                 config,
                 codec,
                 counters,
+                batchers,
                 members: Mutex::new(Vec::new()),
                 membership: Notify::new(),
                 closed: AtomicBool::new(false),
@@ -206,42 +231,10 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
         }
     }
 
-    /// The publish script's call for `event`'s entry `fields` in `partition`.
-    fn publish_invocation(
-        &self,
-        event: &Event<T>,
-        partition: u32,
-        fields: &[Vec<u8>],
-    ) -> redis::ScriptInvocation<'static> {
-        let inner = &*self.inner;
-        let policy = match inner.config.backpressure {
-            Backpressure::DropNewest => "newest",
-            Backpressure::DropOldest => "oldest",
-            _ => "full",
-        };
-        let idempotency = match inner.config.mode {
-            DeliveryMode::ExactlyOnce(..) => event.idempotency_key().as_str().to_owned(),
-            _ => String::new(),
-        };
-        let (max_keys, max_age) = inner.window();
-        let keys = &inner.partitions[partition as usize];
-        let mut invocation = PUBLISH_SCRIPT.prepare_invoke();
-        invocation
-            .key(keys.stream())
-            .key(keys.dedupe())
-            .key(keys.counters())
-            .arg(inner.config.capacity)
-            .arg(policy)
-            .arg(idempotency)
-            .arg(max_keys)
-            .arg(max_age.to_string())
-            .arg(fields);
-        invocation
-    }
-
     /// Publishes `event`: one server-side step checks the exactly-once dedupe window, the
     /// partition's room (entries some group has not consumed, at most the topic's capacity)
-    /// and appends the entry. Concurrent publishes share one connection and are pipelined.
+    /// and appends the entry. Publishes to one partition that overlap in time share one such
+    /// step (group commit), and all share one pipelined connection.
     ///
     /// # Errors
     ///
@@ -281,13 +274,34 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
                 });
             }
         };
-        let invocation = self.publish_invocation(&event, partition, &fields);
+        let idempotency = match inner.config.mode {
+            DeliveryMode::ExactlyOnce(..) => event.idempotency_key().as_str().to_owned(),
+            _ => String::new(),
+        };
+        let entry = Arc::new(Entry {
+            idempotency,
+            fields,
+        });
+        let batcher = &inner.batchers[partition as usize];
         let began = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
-        let mut conn = inner.conn();
         loop {
-            let reply: Value = match invocation.invoke_async(&mut conn).await {
-                Ok(reply) => reply,
+            match batcher.publish(Arc::clone(&entry)).await {
+                Ok(Outcome::Appended { dropped }) => {
+                    add(&counters.published, 1);
+                    add(&counters.dropped, dropped);
+                    return Ok(Published::new(partition, false));
+                }
+                Ok(Outcome::Duplicate) => {
+                    add(&counters.duplicates, 1);
+                    return Ok(Published::new(partition, true));
+                }
+                Ok(Outcome::Dropped { groups }) => {
+                    add(&counters.published, 1);
+                    add(&counters.dropped, groups);
+                    return Ok(Published::new(partition, false));
+                }
+                Ok(Outcome::Full) => {}
                 Err(error) => {
                     add(&counters.rejected, 1);
                     return Err(PublishError::Unavailable {
@@ -296,32 +310,6 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
                         retryable: true,
                     });
                 }
-            };
-            let Value::Array(reply) = reply else {
-                add(&counters.rejected, 1);
-                return Err(PublishError::Unavailable {
-                    event,
-                    error: "unexpected reply from the publish script".into(),
-                    retryable: false,
-                });
-            };
-            let number = |i: usize| reply.get(i).and_then(as_int).unwrap_or(0).unsigned_abs();
-            match reply.first().and_then(as_text).as_deref() {
-                Some("ok") => {
-                    add(&counters.published, 1);
-                    add(&counters.dropped, number(2));
-                    return Ok(Published::new(partition, false));
-                }
-                Some("dup") => {
-                    add(&counters.duplicates, 1);
-                    return Ok(Published::new(partition, true));
-                }
-                Some("dropped") => {
-                    add(&counters.published, 1);
-                    add(&counters.dropped, number(1));
-                    return Ok(Published::new(partition, false));
-                }
-                _ => {}
             }
             // Full.
             let waited = began.elapsed();

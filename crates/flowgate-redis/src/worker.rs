@@ -701,7 +701,11 @@ async fn dead_letter<T: Send + Sync + 'static>(
     let topic = &member.topic;
     let mut fields = match wire::encode(&event, &*topic.codec) {
         Ok(fields) => fields,
-        Err(codec) => vec![b"encode_error".to_vec(), codec.to_string().into_bytes()],
+        Err(codec) => {
+            let mut fields = wire::Fields::default();
+            fields.push(b"encode_error", codec.to_string().as_bytes());
+            fields
+        }
     };
     for (name, value) in [
         ("error", error.to_string()),
@@ -709,8 +713,7 @@ async fn dead_letter<T: Send + Sync + 'static>(
         ("subscriber", member.name.to_string()),
         ("partition", partition.to_string()),
     ] {
-        fields.push(name.as_bytes().to_vec());
-        fields.push(value.into_bytes());
+        fields.push(name.as_bytes(), value.as_bytes());
     }
     write_dead_letter(member, &fields).await;
     let letter = DeadLetter::new(event, error, attempts, Arc::clone(&member.name));
@@ -734,10 +737,9 @@ pub(crate) async fn dead_letter_raw<T>(
     add(&member.topic.counters[partition as usize].dead_lettered, 1);
     tracing::error!(topic = %member.topic.name, partition, entry = %id, reason = %undecodable.reason,
         "an entry could not be decoded; it goes to the dead-letter stream");
-    let mut fields = Vec::with_capacity(2 * undecodable.fields.len() + 8);
+    let mut fields = wire::Fields::default();
     for (name, value) in &undecodable.fields {
-        fields.push(name.clone());
-        fields.push(value.clone());
+        fields.push(name, value);
     }
     for (name, value) in [
         ("error", format!("undecodable: {}", undecodable.reason)),
@@ -746,8 +748,7 @@ pub(crate) async fn dead_letter_raw<T>(
         ("partition", partition.to_string()),
         ("entry", id.to_string()),
     ] {
-        fields.push(name.as_bytes().to_vec());
-        fields.push(value.into_bytes());
+        fields.push(name.as_bytes(), value.as_bytes());
     }
     write_dead_letter(member, &fields).await;
 }
@@ -755,7 +756,7 @@ pub(crate) async fn dead_letter_raw<T>(
 /// The dead-letter stream keeps its newest entries, up to this many.
 const DEAD_LETTERS_KEPT: usize = 100_000;
 
-async fn write_dead_letter<T>(member: &Member<T>, fields: &[Vec<u8>]) {
+async fn write_dead_letter<T>(member: &Member<T>, fields: &wire::Fields) {
     let stream = member.topic.keys.dead_letters();
     let mut pause = Duration::from_millis(10);
     loop {
@@ -765,10 +766,8 @@ async fn write_dead_letter<T>(member: &Member<T>, fields: &[Vec<u8>]) {
             .arg("MAXLEN")
             .arg("~")
             .arg(DEAD_LETTERS_KEPT)
-            .arg("*");
-        for field in fields {
-            cmd.arg(field.as_slice());
-        }
+            .arg("*")
+            .arg(fields);
         let written: redis::RedisResult<String> = cmd.query_async(&mut conn).await;
         match written {
             Ok(_) => return,

@@ -349,3 +349,46 @@ async fn exactly_once_skips_a_copy_that_reached_the_stream_after_the_key_was_han
     assert!(skipped.is_some(), "the copy was read and skipped");
     assert_eq!(*calls.lock().unwrap(), 1, "the handler ran once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_share_batches_and_keep_every_rule() {
+    let server = common::server();
+    let bus = common::bus(&server, "batches").await;
+    // Exactly-once: 64 publishes at once, two per idempotency key.
+    let mode = DeliveryMode::ExactlyOnce(retry(), DedupeWindowConfig::default());
+    let payments =
+        Backend::<u32>::create_topic(&bus, "payments", TopicSettings::default().mode(mode))
+            .await
+            .unwrap();
+    let publishes = (0..64u32).map(|n| {
+        let event = Event::new("paid", n)
+            .unwrap()
+            .with_idempotency_key(format!("pay-{}", n / 2));
+        payments.publish(event)
+    });
+    let outcomes = futures_util::future::join_all(publishes).await;
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| o.as_ref().unwrap().duplicate)
+        .count();
+    assert_eq!(duplicates, 32, "one of each pair is a duplicate");
+    let stats = payments.stats().await;
+    assert_eq!((stats.total.published, stats.total.duplicates), (32, 32));
+    // Reject: a group that never finishes holds the room; 64 publishes at once, 10 fit.
+    let settings = TopicSettings::default()
+        .capacity(10)
+        .backpressure(Backpressure::Reject);
+    let jobs = Backend::<u32>::create_topic(&bus, "jobs", settings)
+        .await
+        .unwrap();
+    let stuck = SubscribeRequest::new("stuck", |_: Event<u32>| std::future::pending());
+    let _stuck = jobs.subscribe(stuck).await.unwrap();
+    let publishes = (0..64u32).map(|n| jobs.publish(Event::new("job", n).unwrap()));
+    let outcomes = futures_util::future::join_all(publishes).await;
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    let full = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(PublishError::Full(_))))
+        .count();
+    assert_eq!((accepted, full), (10, 54));
+}
