@@ -232,7 +232,7 @@ fn consume_ack(c: &mut Criterion) {
     let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
     let url = server.url();
     let rt = runtime();
-    let mut conn = rt.block_on(raw_connection(&url));
+    let conn = rt.block_on(raw_connection(&url));
     let mut group = c.benchmark_group("consume_ack");
     group.throughput(Throughput::Elements(EVENTS));
     group.sample_size(10);
@@ -244,7 +244,9 @@ fn consume_ack(c: &mut Criterion) {
             &batch,
             |b, &batch| {
                 b.iter_custom(|iters| {
-                    rt.block_on(async {
+                    // The consumer loop runs as a task, as a service's (and flowgate's) would.
+                    let mut conn = conn.clone();
+                    let task = rt.spawn(async move {
                         let mut took = Duration::ZERO;
                         for _ in 0..iters {
                             raw_fill(&mut conn, "raw").await;
@@ -253,7 +255,8 @@ fn consume_ack(c: &mut Criterion) {
                             took += start.elapsed();
                         }
                         took
-                    })
+                    });
+                    rt.block_on(task).expect("the consumer task")
                 });
             },
         );

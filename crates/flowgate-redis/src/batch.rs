@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::oneshot;
 
-use crate::scripts::PUBLISH_SCRIPT;
+use crate::scripts::{eval, evalsha, PUBLISH_SCRIPT};
 use crate::wire::{as_text, Fields};
 
 /// Entries per script call at most: bounds how long one call holds the server.
@@ -118,12 +118,8 @@ impl Batcher {
                 let n = queue.requests.len().min(MAX_BATCH);
                 queue.requests.drain(..n).collect()
             };
-            // EVALSHA as a plain command: its arguments go into one buffer (a script
-            // invocation keeps one allocation per argument, and copies them all again).
-            let mut call = redis::cmd("EVALSHA");
-            call.arg(PUBLISH_SCRIPT.get_hash())
-                .arg(3)
-                .arg(&self.stream)
+            let mut call = evalsha(&PUBLISH_SCRIPT, 3);
+            call.arg(&self.stream)
                 .arg(&self.dedupe)
                 .arg(&self.counters)
                 .arg(self.capacity)
@@ -135,16 +131,7 @@ impl Batcher {
                     .arg(request.entry.fields.len())
                     .arg(&request.entry.fields);
             }
-            let mut replies: redis::RedisResult<Value> = call.query_async(&mut conn).await;
-            if replies.as_ref().is_err_and(|e| {
-                e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-            }) {
-                // A server that restarted, or a first call: load the script, send again.
-                replies = match PUBLISH_SCRIPT.load_async(&mut conn).await {
-                    Ok(_) => call.query_async(&mut conn).await,
-                    Err(error) => Err(error),
-                };
-            }
+            let replies = eval(&PUBLISH_SCRIPT, &call, &mut conn).await;
             match replies.map(|reply| outcomes(&reply, batch.len())) {
                 Ok(Some(outcomes)) => {
                     for (request, outcome) in batch.into_iter().zip(outcomes) {

@@ -100,7 +100,9 @@
 //!
 //! Members share a group's partitions evenly (each takes at most `ceil(P / members)`); a
 //! member that joins gets partitions as the others give theirs up, and a member gives a
-//! partition up only after finishing every event of it that it had fetched.
+//! partition up only after finishing every event of it that it had fetched. A member whose
+//! heartbeat is late counts as live for one more lease before it is forgotten, so that a slow
+//! member is never taken for gone by the last one leaving (which would end the group).
 //!
 //! # Backpressure and memory
 //!
@@ -109,8 +111,18 @@
 //! (never one a group has not acknowledged), then applies the topic's policy: `Reject`
 //! returns [`PublishError::Full`](flowgate_bus::PublishError), `Block` waits (polling with
 //! backoff, 1 to 20 ms) up to its limit, and the at-most-once drop policies drop and count.
-//! A stream without groups keeps nothing. Each worker holds at most `capacity` fetched events.
-//! The dead-letter stream keeps its newest 100,000 entries.
+//! A stream without groups keeps nothing. Each partition worker holds at most
+//! `min(capacity, 2 × read_batch)` fetched events (or `concurrency`, if larger). The
+//! dead-letter stream keeps its newest 100,000 entries.
+//!
+//! # Throughput
+//!
+//! Publishes to one partition that overlap in time share one script call (group commit): a
+//! lone publish goes at once, a burst goes in batches of up to 256. A worker reads
+//! [`RedisOptions::read_batch`] entries per request while its handlers run, and acknowledges
+//! in batches at most 2 ms late (so a crash may redeliver up to that much more under
+//! at-least-once; exactly-once keeps the keys whose markers are on their way and skips their
+//! copies). Figures beside the raw client are in `docs/performance.md`.
 //!
 //! # Leaving, stopping, faults
 //!

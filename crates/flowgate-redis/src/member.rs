@@ -51,6 +51,9 @@ pub(crate) struct Member<T> {
     pub(crate) id: String,
     /// The subscriber's name (stats, dead letters).
     pub(crate) name: Arc<str>,
+    /// The name shutdown reports undelivered events under: the consumer group's, or the
+    /// plain subscriber's (as the in-process bus does).
+    pub(crate) reports_as: Arc<str>,
     /// The Redis consumer group: `g:<group>`, or `p:<name>:<id>` for a plain subscriber.
     pub(crate) group: String,
     pub(crate) plain: bool,
@@ -105,9 +108,11 @@ impl<T: Send + Sync + 'static> Member<T> {
                 .map_err(unavailable)?;
         }
         let (commands, receiver) = mpsc::unbounded_channel();
+        let reports_as: Arc<str> = Arc::from(request.group.as_deref().unwrap_or(&request.name));
         let member = Arc::new(Self {
             topic,
             id,
+            reports_as,
             name: Arc::from(request.name),
             group,
             plain,
@@ -247,7 +252,9 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
             self.releasing.push((
                 p,
                 tokio::spawn(async move {
-                    let _ = owned.task.await;
+                    if let Ok(exit) = owned.task.await {
+                        account_for_stranded(&member, &exit);
+                    }
                     release(&member, p, &owned.token).await;
                     member.topic.membership.notify_waiters();
                 }),
@@ -269,7 +276,9 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
             .collect();
         for p in ended {
             if let Some(owned) = self.owned.remove(&p) {
-                let _ = owned.task.await;
+                if let Ok(exit) = owned.task.await {
+                    account_for_stranded(&self.member, &exit);
+                }
                 self.release_lease(p, &owned.token).await;
             }
         }
@@ -286,10 +295,13 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
         let now = now_ms();
         let members = topic.keys.members(&member.group);
         let mut conn = topic.conn();
+        let lease_ms = self.lease().as_millis() as u64;
+        // Shares count the members within their deadline; entries are forgotten one lease
+        // later (see `quit_members`).
         let counted: redis::RedisResult<(i64, i64, u64)> = redis::pipe()
-            .zadd(&members, &member.id, now + self.lease().as_millis() as u64)
-            .zrembyscore(&members, "-inf", now)
-            .zcard(&members)
+            .zadd(&members, &member.id, now + lease_ms)
+            .zrembyscore(&members, "-inf", now.saturating_sub(lease_ms))
+            .zcount(&members, now, "+inf")
             .query_async(&mut conn)
             .await;
         match counted {
@@ -329,10 +341,13 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
             if let Some(owned) = self.owned.remove(&p) {
                 tracing::warn!(topic = %topic.name, partition = p, "lease lost: stopping this partition's worker");
                 let _ = owned.stop.send(Stop::Abort);
+                let member = Arc::clone(&self.member);
                 self.releasing.push((
                     p,
                     tokio::spawn(async move {
-                        let _ = owned.task.await;
+                        if let Ok(exit) = owned.task.await {
+                            account_for_stranded(&member, &exit);
+                        }
                     }),
                 ));
             }
@@ -463,9 +478,14 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
         let member = &self.member;
         let members = member.topic.keys.members(&member.group);
         let mut conn = member.topic.conn();
+        // A member counts as live for one lease past its heartbeat's deadline: one whose
+        // coordinator is merely slow must not be taken for gone, or the group would be ended
+        // under it. (A member that died is then counted for up to two leases; the group
+        // survives it, and its events stay in Redis.)
+        let lease_ms = self.lease().as_millis() as u64;
         let left: redis::RedisResult<(i64, u64)> = redis::pipe()
             .zrem(&members, &member.id)
-            .zcount(&members, now_ms(), "+inf")
+            .zcount(&members, now_ms().saturating_sub(lease_ms), "+inf")
             .query_async(&mut conn)
             .await;
         match left {
@@ -637,6 +657,27 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
                 .query_async(&mut conn)
                 .await;
         }
+    }
+}
+
+/// A worker that stopped by itself (its lease lost or untrusted, its group deleted) leaves
+/// what it had fetched. Under at-least-once and exactly-once that stays pending in Redis for
+/// the partition's next owner; under at-most-once it was read without acknowledgement, so
+/// the events it never started are lost: they are counted as dropped, and logged.
+fn account_for_stranded<T>(member: &Member<T>, exit: &WorkerExit<T>) {
+    if exit.left.is_empty() {
+        return;
+    }
+    if member.topic.config.mode == flowgate_bus::DeliveryMode::AtMostOnce {
+        crate::topic::add(
+            &member.topic.counters[exit.partition as usize].dropped,
+            exit.left.len() as u64,
+        );
+        tracing::warn!(topic = %member.topic.name, partition = exit.partition, subscriber = %member.name,
+            dropped = exit.left.len(), "a worker lost its partition: at-most-once events it had fetched are dropped");
+    } else {
+        tracing::info!(topic = %member.topic.name, partition = exit.partition, subscriber = %member.name,
+            pending = exit.left.len(), "a worker lost its partition: its fetched events stay pending for the next owner");
     }
 }
 

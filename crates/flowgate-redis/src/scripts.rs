@@ -3,7 +3,8 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Script, Value};
 
 /// Shared Lua helpers, prepended to the scripts that need them.
 const HELPERS: &str = r"
@@ -232,3 +233,28 @@ pub(crate) static ACQUIRE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::ne
 pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
 pub(crate) static BACKLOG_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_helpers(BACKLOG));
+
+/// An `EVALSHA` of `script` with `keys` keys, as a plain command: the caller adds the keys and
+/// arguments, which go into one buffer (a `ScriptInvocation` keeps one allocation per
+/// argument and copies them all again). Send it with [`eval`].
+pub(crate) fn evalsha(script: &Script, keys: usize) -> Cmd {
+    let mut call = redis::cmd("EVALSHA");
+    call.arg(script.get_hash()).arg(keys);
+    call
+}
+
+/// Sends `call` (from [`evalsha`]); on `NOSCRIPT` (a first call, or a server that restarted)
+/// loads `script` and sends it again.
+pub(crate) async fn eval<C: ConnectionLike>(
+    script: &Script,
+    call: &Cmd,
+    conn: &mut C,
+) -> redis::RedisResult<Value> {
+    match call.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            call.query_async(conn).await
+        }
+        reply => reply,
+    }
+}

@@ -492,7 +492,7 @@ impl<T: Send + Sync + 'static> AnyTopic for RedisTopic<T> {
             }
             let mut undelivered = Vec::new();
             for (member, Stopped { left, interrupted }) in members.iter().zip(stopped) {
-                let subscriber: Arc<str> = Arc::clone(&member.name);
+                let subscriber: Arc<str> = Arc::clone(&member.reports_as);
                 for event in left {
                     undelivered.push(Undelivered::new(event, Arc::clone(&subscriber), false));
                 }

@@ -23,13 +23,33 @@ use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tokio::sync::watch;
-use tokio::task::{Id, JoinError, JoinSet};
+use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::member::Member;
-use crate::scripts::{ACK_SCRIPT, READ_SCRIPT};
+use crate::scripts::{eval, evalsha, ACK_SCRIPT, READ_SCRIPT};
 use crate::topic::add;
 use crate::wire::{self, as_int, as_text, Body, EntryId, Undecodable};
+
+/// Takes the output of a task known to be finished.
+trait Joined<O> {
+    /// `None` when the task panicked or was cancelled.
+    fn now_or_never_joined(self) -> Option<O>;
+}
+
+impl<O> Joined<O> for JoinHandle<O> {
+    fn now_or_never_joined(self) -> Option<O> {
+        // Unconstrained: with the task's coop budget spent, polling even a finished handle
+        // answers Pending, and the output would be dropped with the handle (a read's entries,
+        // already consumed on the server).
+        futures_util::FutureExt::now_or_never(tokio::task::unconstrained(self)).and_then(Result::ok)
+    }
+}
+
+/// The error of a request whose task panicked or was cancelled.
+fn task_failed() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "the request's task failed"))
+}
 
 /// The longest an acknowledgement waits for others to share its round trip.
 const ACK_DELAY: Duration = Duration::from_millis(2);
@@ -79,6 +99,30 @@ enum Ack {
     Mark(String),
 }
 
+/// The requests a worker has in flight, and when to send the next ones.
+struct Flight<T> {
+    /// The read in flight: a task of its own (a request sent must be seen through, so the
+    /// worker's select never cancels it), so that handlers run while it travels.
+    reading: Option<JoinHandle<redis::RedisResult<Read<T>>>>,
+    /// The acknowledgement in flight, and what it acknowledges.
+    acking: Option<(JoinHandle<redis::RedisResult<i64>>, Acks)>,
+    /// The wait for new entries (a blocking XREAD), when there was nothing to read.
+    wait: Option<BoxFuture<'static, bool>>,
+    wait_conn: Option<MultiplexedConnection>,
+    /// The pause after a failed read (doubling, up to 1 s).
+    pause: Duration,
+    no_read_before: Instant,
+    /// When the oldest acknowledgement not yet sent was recorded.
+    oldest_ack: Option<Instant>,
+    /// A read that ended, not yet looked at.
+    read_output: Option<redis::RedisResult<Read<T>>>,
+    /// An acknowledgement that ended, not yet looked at, and what it acknowledged.
+    ack_output: Option<(Option<redis::RedisResult<i64>>, Acks)>,
+}
+
+/// Entries to acknowledge, each with the idempotency key to mark done (exactly-once).
+type Acks = Vec<(EntryId, Option<String>)>;
+
 enum Cursor {
     /// Reading this member's own pending entries (claimed from an earlier owner), after
     /// this id.
@@ -87,14 +131,16 @@ enum Cursor {
     New,
 }
 
-/// What a fetch left the worker to do.
-enum Fetch {
-    /// The lease is gone: stop.
+/// What a finished read leaves the worker to do.
+enum AfterRead {
+    /// The lease (or the group) is gone: stop.
     Fenced,
-    /// Go round again (entries came in, or a fault passed).
+    /// Read again (entries came in, or the claimed history is done).
     Again,
-    /// Nothing to read: wait on this for entries.
-    Wait(BoxFuture<'static, bool>),
+    /// Nothing to read: wait for entries after this id.
+    Wait(String),
+    /// The read failed: read again after a pause.
+    Later,
 }
 
 enum Read<T> {
@@ -135,6 +181,7 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
         },
         stop,
         valid,
+        renewed_own: Instant::now(),
     };
     worker.run().await
 }
@@ -155,10 +202,12 @@ struct Worker<T> {
     busy_idempotency: HashSet<Key>,
     /// Exactly-once: keys handled `Ok` whose done markers wait in `acks`.
     pending_marks: HashSet<String>,
-    acks: Vec<(EntryId, Option<String>)>,
+    acks: Acks,
     cursor: Cursor,
     stop: watch::Receiver<Stop>,
     valid: watch::Receiver<Instant>,
+    /// When the worker's own latest renewal stops being trusted.
+    renewed_own: Instant,
 }
 
 impl<T: Send + Sync + 'static> Worker<T> {
@@ -179,147 +228,223 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 return self.exit(true);
             }
         }
-        let mut wait: Option<BoxFuture<'static, bool>> = None;
-        let mut wait_conn: Option<MultiplexedConnection> = None;
-        let mut pause = Duration::from_millis(10);
-        let batch = self.member.topic.shared.options.read_batch;
-        // When the oldest acknowledgement not yet sent was recorded.
-        let mut oldest_ack: Option<Instant> = None;
+        let mut flight = Flight {
+            reading: None,
+            acking: None,
+            wait: None,
+            wait_conn: None,
+            pause: Duration::from_millis(10),
+            no_read_before: Instant::now(),
+            oldest_ack: None,
+            read_output: None,
+            ack_output: None,
+        };
         loop {
             while let Some(done) = self.running.try_join_next_with_id() {
                 self.finished(done);
             }
-            if !self.acks.is_empty() && oldest_ack.is_none() {
-                oldest_ack = Some(Instant::now());
+            if flight.reading.as_ref().is_some_and(JoinHandle::is_finished) {
+                let output = flight.reading.take().and_then(Joined::now_or_never_joined);
+                flight.read_output = Some(output.unwrap_or_else(|| Err(task_failed())));
             }
-            // Acknowledgements go in batches: when a read's worth is done, when they are
-            // ACK_DELAY old, when the worker has nothing else to do, or when it stops.
-            let idle = self.running.is_empty() && self.queue.is_empty();
-            let due = oldest_ack.is_some_and(|at| at.elapsed() >= ACK_DELAY);
-            let stopping = *self.stop.borrow() != Stop::Run;
-            if !self.acks.is_empty() && (self.acks.len() >= batch || idle || due || stopping) {
-                match self.flush_acks().await {
-                    Ok(true) => oldest_ack = None,
-                    Ok(false) => return self.abort(true).await,
-                    Err(error) => {
-                        tracing::warn!(topic = %self.member.topic.name, %error, "acknowledgement failed; retrying");
-                        if self.pause(pause).await {
-                            continue;
+            if let Some(read) = flight.read_output.take() {
+                match self.after_read(read, &mut flight.pause).await {
+                    AfterRead::Fenced => return self.abort(true).await,
+                    AfterRead::Again => {}
+                    AfterRead::Wait(last) => {
+                        if flight.wait_conn.is_none() {
+                            let conn = self.member.topic.shared.blocking_connection().await;
+                            flight.wait_conn = conn.ok();
+                        }
+                        match flight.wait_conn.clone() {
+                            Some(conn) => flight.wait = Some(self.wait_for_entries(conn, last)),
+                            None => flight.no_read_before = Instant::now() + flight.pause,
                         }
                     }
+                    AfterRead::Later => flight.no_read_before = Instant::now() + flight.pause,
                 }
+            }
+            if flight
+                .acking
+                .as_ref()
+                .is_some_and(|(task, _)| task.is_finished())
+            {
+                if let Some((task, sent)) = flight.acking.take() {
+                    flight.ack_output = Some((task.now_or_never_joined(), sent));
+                }
+            }
+            if let Some((outcome, sent)) = flight.ack_output.take() {
+                if !self.after_ack(outcome, sent) {
+                    return self.abort_after(true, &mut flight).await;
+                }
+            }
+            if !self.acks.is_empty() && flight.oldest_ack.is_none() {
+                flight.oldest_ack = Some(Instant::now());
             }
             let mode = *self.stop.borrow();
+            let settled = self.running.is_empty()
+                && self.acks.is_empty()
+                && flight.acking.is_none()
+                && flight.reading.is_none();
             match mode {
-                Stop::Abort => return self.abort(false).await,
-                Stop::HandBack if self.running.is_empty() && self.acks.is_empty() => {
-                    return self.exit(false)
-                }
-                Stop::Release
-                    if self.running.is_empty() && self.queue.is_empty() && self.acks.is_empty() =>
-                {
-                    return self.exit(false)
-                }
+                Stop::Abort => return self.abort_after(false, &mut flight).await,
+                Stop::HandBack if settled => return self.exit(false),
+                Stop::Release if settled && self.queue.is_empty() => return self.exit(false),
                 _ => {}
             }
-            if Instant::now() >= *self.valid.borrow() {
+            if Instant::now() >= self.trusted_until() && !self.renew_own().await {
                 tracing::warn!(topic = %self.member.topic.name, partition = self.partition,
-                    "no lease renewal in time: stopping, as another member may own the partition now");
-                return self.abort(true).await;
+                    "the lease could not be renewed in time: stopping, as another member may own the partition now");
+                return self.abort_after(true, &mut flight).await;
             }
             if mode != Stop::HandBack {
                 self.start_what_may_start();
             }
-            // Read ahead: another batch while fewer than a batch wait, within the room.
-            let room = self.room().saturating_sub(self.queue.len());
-            if mode == Stop::Run && room > 0 && self.queue.len() < batch && wait.is_none() {
-                match self
-                    .fetch(room.min(batch), &mut wait_conn, &mut pause)
-                    .await
-                {
-                    Fetch::Fenced => return self.abort(true).await,
-                    Fetch::Again => continue,
-                    Fetch::Wait(future) => wait = Some(future),
-                }
+            self.send_what_is_due(&mut flight, mode);
+            self.next_event(&mut flight).await;
+        }
+    }
+
+    /// Sends the acknowledgements that are due and the next read, if none is in flight.
+    fn send_what_is_due(&mut self, flight: &mut Flight<T>, mode: Stop) {
+        let batch = self.member.topic.shared.options.read_batch;
+        // Acknowledgements go in batches: when a read's worth is done, when they are
+        // ACK_DELAY old, when the worker has nothing else to do, or when it stops.
+        let idle = self.running.is_empty() && self.queue.is_empty();
+        let due = flight
+            .oldest_ack
+            .is_some_and(|at| at.elapsed() >= ACK_DELAY);
+        if !self.acks.is_empty()
+            && flight.acking.is_none()
+            && (self.acks.len() >= batch || idle || due || mode != Stop::Run)
+        {
+            let sent = std::mem::take(&mut self.acks);
+            flight.acking = Some((self.send_acks(&sent), sent));
+            flight.oldest_ack = None;
+        }
+        // Read ahead: another batch while fewer than a batch wait, within the room.
+        let room = self.room().saturating_sub(self.queue.len());
+        if mode == Stop::Run
+            && room > 0
+            && self.queue.len() < batch
+            && flight.reading.is_none()
+            && flight.wait.is_none()
+            && Instant::now() >= flight.no_read_before
+        {
+            flight.reading = Some(self.send_read(room.min(batch)));
+        }
+    }
+
+    /// Waits for the next thing to happen: a delivery ends, a request returns, entries
+    /// arrive, the coordinator asks, or a deadline passes.
+    async fn next_event(&mut self, flight: &mut Flight<T>) {
+        let trusted = self.trusted_until();
+        let ack_due = flight.oldest_ack.map(|at| at + ACK_DELAY);
+        let no_read_before = flight.no_read_before;
+        let waiting = async {
+            match flight.wait.as_mut() {
+                Some(wait) => Some(wait.await),
+                None => std::future::pending().await,
             }
-            let trusted = *self.valid.borrow();
-            let waiting = async {
-                match wait.as_mut() {
-                    Some(wait) => wait.await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
-                    self.finished(done);
-                }
-                _ = self.stop.changed() => {}
-                broken = waiting => {
-                    wait = None;
-                    if broken {
-                        // A new connection for the next wait (the server may be back).
-                        wait_conn = None;
-                    }
-                }
-                () = tokio::time::sleep_until(trusted) => {}
-                () = tokio::time::sleep_until(oldest_ack.unwrap_or(trusted) + ACK_DELAY), if oldest_ack.is_some() => {}
+        };
+        let read_done = async {
+            match flight.reading.as_mut() {
+                Some(task) => task.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let ack_done = async {
+            match flight.acking.as_mut() {
+                Some((task, _)) => task.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let mut waited = None;
+        let mut read = None;
+        let mut acked = None;
+        tokio::select! {
+            Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                self.finished(done);
+            }
+            _ = self.stop.changed() => {}
+            output = read_done => read = Some(output),
+            output = ack_done => acked = Some(output),
+            broken = waiting => waited = broken,
+            () = tokio::time::sleep_until(trusted) => {}
+            () = tokio::time::sleep_until(no_read_before), if no_read_before > Instant::now() => {}
+            () = tokio::time::sleep_until(ack_due.unwrap_or(trusted)), if ack_due.is_some() => {}
+        }
+        // A JoinHandle is polled to its end once: keep what it gave.
+        if let Some(output) = read {
+            flight.reading = None;
+            flight.read_output = Some(output.unwrap_or_else(|| Err(task_failed())));
+        }
+        if let Some(output) = acked {
+            if let Some((_, sent)) = flight.acking.take() {
+                flight.ack_output = Some((output, sent));
+            }
+        }
+        if let Some(broken) = waited {
+            flight.wait = None;
+            if broken {
+                // A new connection for the next wait (the server may be back).
+                flight.wait_conn = None;
             }
         }
     }
 
-    /// One fetch: reads what the group has for this partition, or prepares the wait for it.
-    async fn fetch(
+    /// Settles a finished acknowledgement; false when it was fenced (the lease is gone).
+    fn after_ack(&mut self, outcome: Option<redis::RedisResult<i64>>, sent: Acks) -> bool {
+        match outcome {
+            Some(Ok(acked)) if acked >= 0 => {
+                for mark in sent.iter().filter_map(|(_, mark)| mark.as_ref()) {
+                    self.pending_marks.remove(mark);
+                }
+                true
+            }
+            Some(Ok(_)) => false,
+            failed => {
+                if let Some(Err(error)) = failed {
+                    tracing::warn!(topic = %self.member.topic.name, %error, "acknowledgement failed; retrying");
+                }
+                // Send them again, ahead of what came since.
+                let newer = std::mem::replace(&mut self.acks, sent);
+                self.acks.extend(newer);
+                true
+            }
+        }
+    }
+
+    /// What a finished read leaves to do.
+    async fn after_read(
         &mut self,
-        count: usize,
-        wait_conn: &mut Option<MultiplexedConnection>,
+        read: redis::RedisResult<Read<T>>,
         pause: &mut Duration,
-    ) -> Fetch {
-        match self.read(count).await {
-            Ok(Read::Fenced) => Fetch::Fenced,
+    ) -> AfterRead {
+        match read {
+            Ok(Read::Fenced) => AfterRead::Fenced,
             Ok(Read::Entries(entries)) => {
                 *pause = Duration::from_millis(10);
                 self.fetched(entries).await;
-                Fetch::Again
+                AfterRead::Again
             }
             Ok(Read::Empty(last)) => {
                 if matches!(self.cursor, Cursor::History(_)) {
                     self.cursor = Cursor::New;
-                    return Fetch::Again;
+                    return AfterRead::Again;
                 }
-                if wait_conn.is_none() {
-                    match self.member.topic.shared.blocking_connection().await {
-                        Ok(conn) => *wait_conn = Some(conn),
-                        Err(error) => {
-                            tracing::warn!(topic = %self.member.topic.name, %error, "no connection for blocking reads");
-                        }
-                    }
-                }
-                if let Some(conn) = wait_conn.clone() {
-                    return Fetch::Wait(self.wait_for_entries(conn, last));
-                }
-                self.pause(*pause).await;
-                *pause = (*pause * 2).min(Duration::from_secs(1));
-                Fetch::Again
+                AfterRead::Wait(last)
+            }
+            Err(error) if error.code() == Some("NOGROUP") => {
+                tracing::warn!(topic = %self.member.topic.name, subscriber = %self.member.name,
+                    "the group was deleted (its last member left elsewhere): stopping");
+                AfterRead::Fenced
             }
             Err(error) => {
-                if error.code() == Some("NOGROUP") {
-                    tracing::warn!(topic = %self.member.topic.name, subscriber = %self.member.name,
-                        "the group was deleted (its last member left elsewhere): stopping");
-                    return Fetch::Fenced;
-                }
                 tracing::warn!(topic = %self.member.topic.name, %error, "read failed; retrying");
-                self.pause(*pause).await;
                 *pause = (*pause * 2).min(Duration::from_secs(1));
-                Fetch::Again
+                AfterRead::Later
             }
-        }
-    }
-
-    /// Sleeps, or returns early (true) when the coordinator asks for something.
-    async fn pause(&mut self, pause: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(pause) => false,
-            _ = self.stop.changed() => true,
         }
     }
 
@@ -351,43 +476,43 @@ impl<T: Send + Sync + 'static> Worker<T> {
         }
     }
 
-    async fn read(&mut self, count: usize) -> redis::RedisResult<Read<T>> {
+    /// Sends a fenced read of up to `count` entries, as a task (which also decodes them).
+    fn send_read(&self, count: usize) -> JoinHandle<redis::RedisResult<Read<T>>> {
         let start = match &self.cursor {
             Cursor::History(after) => after.clone(),
             Cursor::New => ">".into(),
         };
         let mut conn = self.member.topic.conn();
-        let reply: Value = READ_SCRIPT
-            .key(&self.lease)
-            .key(&self.stream)
+        let mut call = evalsha(&READ_SCRIPT, 2);
+        call.arg(&self.lease)
+            .arg(&self.stream)
             .arg(&self.token)
             .arg(&self.member.group)
             .arg(&self.member.id)
             .arg(count)
             .arg(if self.acked { "0" } else { "1" })
-            .arg(start)
-            .invoke_async(&mut conn)
-            .await?;
-        let Value::Array(mut parts) = reply else {
-            return Ok(Read::Fenced);
-        };
-        let status = parts.first().and_then(as_int).unwrap_or(-1);
-        match status {
-            1 => {
-                let entries = parts.pop().unwrap_or(Value::Nil);
-                Ok(Read::Entries(wire::decode_entries(
-                    entries,
-                    &*self.member.topic.codec,
-                )))
-            }
-            0 => Ok(Read::Empty(
-                parts
-                    .get(1)
-                    .and_then(as_text)
-                    .unwrap_or_else(|| "0-0".into()),
-            )),
-            _ => Ok(Read::Fenced),
-        }
+            .arg(start);
+        let codec = Arc::clone(&self.member.topic.codec);
+        tokio::spawn(async move {
+            let reply = eval(&READ_SCRIPT, &call, &mut conn).await?;
+            let Value::Array(mut parts) = reply else {
+                return Ok(Read::Fenced);
+            };
+            let status = parts.first().and_then(as_int).unwrap_or(-1);
+            Ok(match status {
+                1 => {
+                    let entries = parts.pop().unwrap_or(Value::Nil);
+                    Read::Entries(wire::decode_entries(entries, &*codec))
+                }
+                0 => Read::Empty(
+                    parts
+                        .get(1)
+                        .and_then(as_text)
+                        .unwrap_or_else(|| "0-0".into()),
+                ),
+                _ => Read::Fenced,
+            })
+        })
     }
 
     /// A future that ends when the stream has an entry after `last` (or after the blocking
@@ -533,33 +658,64 @@ impl<T: Send + Sync + 'static> Worker<T> {
         }
     }
 
-    /// Acknowledges what is done. Ok(false): fenced (the lease is gone).
-    async fn flush_acks(&mut self) -> redis::RedisResult<bool> {
+    /// Sends a fenced acknowledgement of `acks`, as a task; it answers the number
+    /// acknowledged, or -1 when fenced (the lease is gone).
+    fn send_acks(&self, acks: &Acks) -> JoinHandle<redis::RedisResult<i64>> {
         let (max_keys, max_age) = self.member.topic.window();
         let exactly = matches!(self.member.topic.config.mode, DeliveryMode::ExactlyOnce(..));
-        let mut invocation = ACK_SCRIPT.prepare_invoke();
-        invocation
-            .key(&self.lease)
-            .key(&self.stream)
-            .key(&self.done)
+        let mut call = evalsha(&ACK_SCRIPT, 3);
+        call.arg(&self.lease)
+            .arg(&self.stream)
+            .arg(&self.done)
             .arg(&self.token)
             .arg(&self.member.group)
             .arg(if exactly { "1" } else { "0" })
             .arg(max_keys)
             .arg(max_age.to_string());
-        for (id, mark) in &self.acks {
-            invocation
-                .arg(id.to_string())
-                .arg(mark.as_deref().unwrap_or(""));
+        for (id, mark) in acks {
+            call.arg(id.to_string()).arg(mark.as_deref().unwrap_or(""));
         }
         let mut conn = self.member.topic.conn();
-        let acked: i64 = invocation.invoke_async(&mut conn).await?;
-        if acked < 0 {
-            return Ok(false);
+        tokio::spawn(async move {
+            let reply = eval(&ACK_SCRIPT, &call, &mut conn).await?;
+            Ok(as_int(&reply).unwrap_or(-1))
+        })
+    }
+
+    /// Until when this worker may trust its lease: nine tenths of it after the latest renewal
+    /// that began, the coordinator's or its own.
+    fn trusted_until(&self) -> Instant {
+        (*self.valid.borrow()).max(self.renewed_own)
+    }
+
+    /// Renews the lease itself (the coordinator's renewal is late: a busy runtime, a slow
+    /// server). True when the lease is still this worker's.
+    async fn renew_own(&mut self) -> bool {
+        let lease = self.member.topic.shared.options.lease;
+        let began = Instant::now();
+        let mut conn = self.member.topic.conn();
+        let renewed: redis::RedisResult<i64> = crate::scripts::RENEW_SCRIPT
+            .key(&self.lease)
+            .arg(&self.token)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
+        if renewed == Ok(1) {
+            self.renewed_own = began + lease * 9 / 10;
+            return true;
         }
-        self.acks.clear();
-        self.pending_marks.clear();
-        Ok(true)
+        false
+    }
+
+    /// Aborts, after taking in what a read in flight brings: the server has read it already
+    /// (without acknowledgement under at-most-once), so dropping it would lose it unseen.
+    async fn abort_after(mut self, fenced: bool, flight: &mut Flight<T>) -> WorkerExit<T> {
+        if let Some(task) = flight.reading.take() {
+            if let Ok(Ok(Read::Entries(entries))) = task.await {
+                self.fetched(entries).await;
+            }
+        }
+        self.abort(fenced).await
     }
 
     async fn abort(mut self, fenced: bool) -> WorkerExit<T> {
@@ -578,7 +734,8 @@ impl<T: Send + Sync + 'static> Worker<T> {
             }
         }
         if !fenced && !self.acks.is_empty() {
-            let _ = self.flush_acks().await;
+            let acks = std::mem::take(&mut self.acks);
+            let _ = self.send_acks(&acks).await;
         }
         let mut exit = self.exit(fenced);
         exit.interrupted = interrupted;

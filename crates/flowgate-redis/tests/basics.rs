@@ -169,6 +169,11 @@ async fn a_full_partition_rejects_and_the_last_member_hands_back() {
     let report = bus.shutdown(Duration::from_millis(500)).await;
     assert!(report.deadline_expired());
     assert_eq!(report.not_delivered(), 2, "{report:?}");
+    let jobs = report.topic::<u32>("jobs").expect("the topic's report");
+    assert!(
+        jobs.undelivered.iter().all(|u| &*u.subscriber == "workers"),
+        "reported under the group's name, as the in-process bus does"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
