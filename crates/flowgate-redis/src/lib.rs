@@ -5,7 +5,8 @@
 //! Code written against the backend-neutral API ([`Backend`](flowgate_bus::Backend),
 //! [`BackendTopic`](flowgate_bus::BackendTopic)) moves here by changing the line that builds
 //! the bus. Payloads cross the wire through a [`Codec`] ([`Json`] by default, so a payload
-//! type needs `serde`'s `Serialize` and `Deserialize`).
+//! type needs `serde`'s `Serialize` and `Deserialize`; a compact binary `Postcard` codec
+//! comes with the `postcard` feature, `redis-postcard` on the `flowgate` facade).
 //!
 //! ```
 //! # #[tokio::main]
@@ -156,6 +157,8 @@ mod wire;
 mod worker;
 
 pub use bus::{RedisBus, RedisBusBuilder, RedisOptions};
+#[cfg(feature = "postcard")]
+pub use codec::Postcard;
 pub use codec::{Codec, CodecError, Json};
 pub use topic::{RedisSubscription, RedisTopic};
 

@@ -397,3 +397,31 @@ async fn concurrent_publishes_share_batches_and_keep_every_rule() {
         .count();
     assert_eq!((accepted, full), (10, 54));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_with_the_binary_codec_round_trips_its_events() {
+    let server = common::server();
+    let bus = common::bus(&server, "postcard").await;
+    let topic = bus
+        .create_topic_with::<Vec<String>>(
+            "notes",
+            TopicSettings::default(),
+            flowgate::redis::Postcard::new(),
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let request = SubscribeRequest::new("reader", move |event: Event<Vec<String>>| {
+        log.lock().unwrap().push(event.payload().clone());
+        async { Ok(()) }
+    });
+    let _reader = topic.subscribe(request).await.unwrap();
+    let note = vec!["tea".to_owned(), "milk".to_owned()];
+    topic
+        .publish(Event::new("note", note.clone()).unwrap())
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1).await);
+    assert_eq!(seen.lock().unwrap()[0], note);
+}
