@@ -10,9 +10,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use flowgate::redis::RedisBus;
 use flowgate_testkit::bus::Mode;
 use flowgate_testkit::conformance::{check_bus, Suite};
 use flowgate_testkit::redis_server::RedisServer;
@@ -35,16 +33,7 @@ fn run(mode: Mode) {
     check_bus(
         || {
             let namespace = format!("case-{}", next.fetch_add(1, Ordering::Relaxed));
-            let url = url.clone();
-            async move {
-                RedisBus::builder(url)
-                    .namespace(namespace)
-                    .lease(Duration::from_millis(900))
-                    .block(Duration::from_millis(200))
-                    .connect()
-                    .await
-                    .expect("connect to the test's redis-server")
-            }
+            common::bus_at(url.clone(), namespace)
         },
         mode,
         &suite(),

@@ -299,3 +299,35 @@ fn ping(port: u16) -> bool {
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_server_says_how_to_install_it() {
+        let message = ServerError::NotInstalled.to_string();
+        assert!(
+            message.contains("apt-get install -y redis-server"),
+            "{message}"
+        );
+        assert!(message.contains("brew install redis"), "{message}");
+    }
+
+    #[test]
+    fn a_server_starts_answers_and_restarts_on_its_port() {
+        let Ok(mut server) = RedisServer::start() else {
+            panic!("{}", ServerError::NotInstalled)
+        };
+        let port = server.port();
+        assert!(ping(port));
+        server.kill();
+        assert!(!server.is_running() && !ping(port));
+        server.restart().expect("restart");
+        assert_eq!(server.port(), port);
+        assert!(ping(port));
+        let dir = server.dir().to_path_buf();
+        drop(server);
+        assert!(!dir.exists(), "its directory is removed");
+    }
+}

@@ -16,7 +16,12 @@ pub(crate) fn server() -> RedisServer {
 
 /// A bus on `server` with short leases and reads, so that tests move fast.
 pub(crate) async fn bus(server: &RedisServer, namespace: &str) -> RedisBus {
-    RedisBus::builder(server.url())
+    bus_at(server.url(), namespace.to_owned()).await
+}
+
+/// As [`bus`], for the server at `url`.
+pub(crate) async fn bus_at(url: String, namespace: String) -> RedisBus {
+    RedisBus::builder(url)
         .namespace(namespace)
         .lease(Duration::from_millis(900))
         .block(Duration::from_millis(200))
