@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for n in 0u64.. {
                 let job = Event::new("job", n)
                     .expect("a valid type")
-                    .with_key(Key::from(format!("customer-{}", n % 32)));
+                    .with_key(Key::from(format!("customer-{}", n % 256)));
                 if let Err(error) = jobs.publish(job).await {
                     eprintln!("[{pid}] publish refused: {error}");
                 }

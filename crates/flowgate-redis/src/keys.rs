@@ -26,6 +26,13 @@ impl TopicKeys {
         format!("fg:{{{}}}:members:{group}", self.tag)
     }
 
+    /// The plain subscribers' groups: a sorted set of group -> heartbeat deadline (ms). A
+    /// group whose subscriber stopped beating long ago (its process died) is deleted, so
+    /// that the entries it will never read stop holding the partitions' room.
+    pub(crate) fn plain_groups(&self) -> String {
+        format!("fg:{{{}}}:plain", self.tag)
+    }
+
     /// The topic's dead-letter stream.
     pub(crate) fn dead_letters(&self) -> String {
         format!("fg:{{{}}}:dlq", self.tag)

@@ -112,7 +112,11 @@
 //! (never one a group has not acknowledged), then applies the topic's policy: `Reject`
 //! returns [`PublishError::Full`](flowgate_bus::PublishError), `Block` waits (polling with
 //! backoff, 1 to 20 ms) up to its limit, and the at-most-once drop policies drop and count.
-//! A stream without groups keeps nothing. Each partition worker holds at most
+//! A stream without groups keeps nothing. A consumer group keeps its events in Redis until
+//! it consumes them, even with no member running (that is what makes it durable), so a group
+//! nobody runs any more holds its partitions' room: end it with `unsubscribe`. A plain
+//! subscriber's group is deleted by the topic's other subscribers once its process has
+//! stopped beating for three leases. Each partition worker holds at most
 //! `min(capacity, 2 × read_batch)` fetched events (or `concurrency`, if larger). The
 //! dead-letter stream keeps its newest 100,000 entries.
 //!
@@ -135,9 +139,15 @@
 //! - [`RedisBus::shutdown`] stops publishing, works off what this process's groups owe until
 //!   the deadline, then ends plain subscribers and detaches group members, reporting what was
 //!   not delivered.
-//! - When Redis is unreachable, publishes fail typed and retryable; workers retry their reads
-//!   and acknowledgements with backoff and resume from the group's position in Redis, which
-//!   never passes an unacknowledged entry (it stays pending until acknowledged).
+//! - When Redis is unreachable, publishes fail typed and retryable (each after the client's
+//!   reconnect attempts, about half a second); workers retry their reads and
+//!   acknowledgements with backoff and resume from the group's position in Redis, which never
+//!   passes an unacknowledged entry (it stays pending until acknowledged). A read whose reply
+//!   was lost is read again from the consumer's pending entries. Under at-most-once, which
+//!   reads without acknowledgement, the events of such a read are lost unseen: that is the
+//!   promise's price.
+//! - An event's entry holds at most about 2,000 metadata entries (the publish script's
+//!   argument limit); a publish with more is refused, alone.
 //!
 //! # Stats
 //!

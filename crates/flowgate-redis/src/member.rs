@@ -97,16 +97,20 @@ impl<T: Send + Sync + 'static> Member<T> {
                 Err(e) => return Err(unavailable(e)),
             }
         }
-        if !plain {
-            let lease_ms = topic.shared.options.lease.as_millis() as u64;
-            let _: () = redis::cmd("ZADD")
-                .arg(topic.keys.members(&group))
-                .arg(now_ms() + lease_ms)
-                .arg(&id)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
+        // The first heartbeat, before the group can hold anything.
+        let lease_ms = topic.shared.options.lease.as_millis() as u64;
+        let (beats, beater) = if plain {
+            (topic.keys.plain_groups(), &group)
+        } else {
+            (topic.keys.members(&group), &id)
+        };
+        let _: () = redis::cmd("ZADD")
+            .arg(beats)
+            .arg(now_ms() + lease_ms)
+            .arg(beater)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let reports_as: Arc<str> = Arc::from(request.group.as_deref().unwrap_or(&request.name));
         let member = Arc::new(Self {
@@ -237,6 +241,7 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
             return;
         }
         self.forget_ended().await;
+        self.sweep_dead_plain_groups().await;
         let Some(live) = self.heartbeat().await else {
             return;
         };
@@ -254,6 +259,7 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
                 tokio::spawn(async move {
                     if let Ok(exit) = owned.task.await {
                         account_for_stranded(&member, &exit);
+                        forget_consumer_if_clean(&member, &exit).await;
                     }
                     release(&member, p, &owned.token).await;
                     member.topic.membership.notify_waiters();
@@ -262,6 +268,28 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
         }
         if self.owned.len() < share {
             self.acquire_up_to(share).await;
+        }
+    }
+
+    /// Deletes the groups of plain subscribers whose process died: no heartbeat for three
+    /// leases. Their entries would otherwise hold every partition's room for good.
+    async fn sweep_dead_plain_groups(&self) {
+        let topic = &self.member.topic;
+        let stale_before = now_ms().saturating_sub(3 * self.lease().as_millis() as u64);
+        let mut conn = topic.conn();
+        let stale: redis::RedisResult<Vec<String>> = redis::cmd("ZRANGEBYSCORE")
+            .arg(topic.keys.plain_groups())
+            .arg("-inf")
+            .arg(stale_before)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(16)
+            .query_async(&mut conn)
+            .await;
+        for group in stale.unwrap_or_default() {
+            tracing::warn!(topic = %topic.name, group = %group,
+                "deleting a plain subscriber's group whose process stopped beating");
+            delete_group(topic, &group, true).await;
         }
     }
 
@@ -289,6 +317,17 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
     async fn heartbeat(&self) -> Option<u64> {
         let member = &self.member;
         if member.plain {
+            let lease_ms = self.lease().as_millis() as u64;
+            let mut conn = member.topic.conn();
+            let beat: redis::RedisResult<()> = redis::cmd("ZADD")
+                .arg(member.topic.keys.plain_groups())
+                .arg(now_ms() + lease_ms)
+                .arg(&member.group)
+                .query_async(&mut conn)
+                .await;
+            if let Err(error) = beat {
+                tracing::warn!(topic = %member.topic.name, %error, "heartbeat failed; retrying at the next renewal");
+            }
             return Some(1);
         }
         let topic = &member.topic;
@@ -460,6 +499,7 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
                 WorkerExit::default()
             });
             if !exit.fenced {
+                forget_consumer_if_clean(&self.member, &exit).await;
                 self.release_lease(p, &o.token).await;
             }
             exits.push(exit);
@@ -631,32 +671,67 @@ impl<T: Send + Sync + 'static> Coordinator<T> {
     }
 
     async fn delete_group(&self) {
-        let member = &self.member;
-        let topic = &member.topic;
-        let mut conn = topic.conn();
-        for keys in &topic.partitions {
-            let deleted: redis::RedisResult<()> = redis::pipe()
-                .cmd("XGROUP")
-                .arg("DESTROY")
-                .arg(keys.stream())
-                .arg(&member.group)
-                .ignore()
-                .del(keys.done(&member.group))
-                .ignore()
-                .del(keys.lease(&member.group))
-                .ignore()
-                .query_async(&mut conn)
-                .await;
-            if let Err(error) = deleted {
-                tracing::warn!(topic = %topic.name, %error, "could not delete an ended group");
-            }
+        delete_group(&self.member.topic, &self.member.group, self.member.plain).await;
+    }
+}
+
+/// Deletes `group` from every partition of `topic`, with its bookkeeping: done markers,
+/// leases, lease epochs, members (or its heartbeat among the plain groups).
+async fn delete_group<T>(topic: &TopicInner<T>, group: &str, plain: bool) {
+    let mut conn = topic.conn();
+    for keys in &topic.partitions {
+        let deleted: redis::RedisResult<()> = redis::pipe()
+            .cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(keys.stream())
+            .arg(group)
+            .ignore()
+            .del(keys.done(group))
+            .ignore()
+            .del(keys.lease(group))
+            .ignore()
+            .hdel(keys.counters(), format!("epoch:{group}"))
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = deleted {
+            tracing::warn!(topic = %topic.name, %error, "could not delete an ended group");
         }
-        if !member.plain {
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(topic.keys.members(&member.group))
-                .query_async(&mut conn)
-                .await;
-        }
+    }
+    let bookkeeping: redis::RedisResult<()> = if plain {
+        redis::cmd("ZREM")
+            .arg(topic.keys.plain_groups())
+            .arg(group)
+            .query_async(&mut conn)
+            .await
+    } else {
+        redis::cmd("DEL")
+            .arg(topic.keys.members(group))
+            .query_async(&mut conn)
+            .await
+    };
+    if let Err(error) = bookkeeping {
+        tracing::warn!(topic = %topic.name, %error, "could not delete an ended group's members");
+    }
+}
+
+/// Removes this member's consumer from the partition's group after its worker exited
+/// having acknowledged everything it fetched (nothing pending is lost: there is none), so
+/// that consumers do not pile up in Redis as members come and go.
+async fn forget_consumer_if_clean<T>(member: &Member<T>, exit: &WorkerExit<T>) {
+    if exit.fenced || !exit.left.is_empty() || !exit.interrupted.is_empty() {
+        return;
+    }
+    let mut conn = member.topic.conn();
+    let forgotten: redis::RedisResult<i64> = redis::cmd("XGROUP")
+        .arg("DELCONSUMER")
+        .arg(member.topic.partitions[exit.partition as usize].stream())
+        .arg(&member.group)
+        .arg(&member.id)
+        .query_async(&mut conn)
+        .await;
+    if let Ok(pending) = forgotten {
+        debug_assert_eq!(pending, 0, "a clean exit leaves nothing pending");
     }
 }
 

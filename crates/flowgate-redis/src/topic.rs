@@ -23,6 +23,10 @@ use crate::member::{Member, Stopped};
 use crate::scripts::BACKLOG_SCRIPT;
 use crate::wire;
 
+/// The most field names and values one entry may have: the publish script hands an entry's
+/// fields to `XADD` with Lua's `unpack`, which returns at most about 8,000 values.
+const MAX_FIELDS: usize = 4_000;
+
 /// This process's counters of one partition.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -274,6 +278,19 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
                 });
             }
         };
+        if fields.len() > MAX_FIELDS {
+            add(&counters.rejected, 1);
+            return Err(PublishError::Unavailable {
+                event,
+                error: format!(
+                    "{} metadata entries: a Redis entry takes at most {} (the publish script's argument limit)",
+                    fields.len() / 2 - 4,
+                    MAX_FIELDS / 2 - 8
+                )
+                .into(),
+                retryable: false,
+            });
+        }
         let idempotency = match inner.config.mode {
             DeliveryMode::ExactlyOnce(..) => event.idempotency_key().as_str().to_owned(),
             _ => String::new(),

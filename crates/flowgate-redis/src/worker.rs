@@ -114,6 +114,9 @@ struct Flight<T> {
     no_read_before: Instant,
     /// When the oldest acknowledgement not yet sent was recorded.
     oldest_ack: Option<Instant>,
+    /// No acknowledgement before this (one just failed), and the next pause.
+    no_ack_before: Instant,
+    ack_pause: Duration,
     /// A read that ended, not yet looked at.
     read_output: Option<redis::RedisResult<Read<T>>>,
     /// An acknowledgement that ended, not yet looked at, and what it acknowledged.
@@ -129,6 +132,15 @@ enum Cursor {
     History(String),
     /// Reading new entries.
     New,
+}
+
+/// What a finished acknowledgement leaves the worker to do.
+enum AfterAck {
+    Done,
+    /// The lease is gone: stop.
+    Fenced,
+    /// Send them again after a pause.
+    Failed,
 }
 
 /// What a finished read leaves the worker to do.
@@ -182,6 +194,8 @@ pub(crate) async fn run<T: Send + Sync + 'static>(
         stop,
         valid,
         renewed_own: Instant::now(),
+        highest_fetched: None,
+        renew_retry_at: Instant::now(),
     };
     worker.run().await
 }
@@ -208,6 +222,10 @@ struct Worker<T> {
     valid: watch::Receiver<Instant>,
     /// When the worker's own latest renewal stops being trusted.
     renewed_own: Instant,
+    /// No own renewal before this (one just failed).
+    renew_retry_at: Instant,
+    /// The highest entry id fetched: a lost read's entries come after it.
+    highest_fetched: Option<EntryId>,
 }
 
 impl<T: Send + Sync + 'static> Worker<T> {
@@ -236,6 +254,8 @@ impl<T: Send + Sync + 'static> Worker<T> {
             pause: Duration::from_millis(10),
             no_read_before: Instant::now(),
             oldest_ack: None,
+            no_ack_before: Instant::now(),
+            ack_pause: Duration::from_millis(10),
             read_output: None,
             ack_output: None,
         };
@@ -274,8 +294,13 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 }
             }
             if let Some((outcome, sent)) = flight.ack_output.take() {
-                if !self.after_ack(outcome, sent) {
-                    return self.abort_after(true, &mut flight).await;
+                match self.after_ack(outcome, sent) {
+                    AfterAck::Done => flight.ack_pause = Duration::from_millis(10),
+                    AfterAck::Fenced => return self.abort_after(true, &mut flight).await,
+                    AfterAck::Failed => {
+                        flight.no_ack_before = Instant::now() + flight.ack_pause;
+                        flight.ack_pause = (flight.ack_pause * 2).min(Duration::from_secs(1));
+                    }
                 }
             }
             if !self.acks.is_empty() && flight.oldest_ack.is_none() {
@@ -292,7 +317,10 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 Stop::Release if settled && self.queue.is_empty() => return self.exit(false),
                 _ => {}
             }
-            if Instant::now() >= self.trusted_until() && !self.renew_own().await {
+            if Instant::now() >= self.renew_due() {
+                self.renew_own().await;
+            }
+            if Instant::now() >= self.trusted_until() {
                 tracing::warn!(topic = %self.member.topic.name, partition = self.partition,
                     "the lease could not be renewed in time: stopping, as another member may own the partition now");
                 return self.abort_after(true, &mut flight).await;
@@ -316,6 +344,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
             .is_some_and(|at| at.elapsed() >= ACK_DELAY);
         if !self.acks.is_empty()
             && flight.acking.is_none()
+            && Instant::now() >= flight.no_ack_before
             && (self.acks.len() >= batch || idle || due || mode != Stop::Run)
         {
             let sent = std::mem::take(&mut self.acks);
@@ -339,7 +368,14 @@ impl<T: Send + Sync + 'static> Worker<T> {
     /// arrive, the coordinator asks, or a deadline passes.
     async fn next_event(&mut self, flight: &mut Flight<T>) {
         let trusted = self.trusted_until();
-        let ack_due = flight.oldest_ack.map(|at| at + ACK_DELAY);
+        let renew_due = self.renew_due();
+        let ack_due = if flight.acking.is_none() {
+            flight
+                .oldest_ack
+                .map(|at| (at + ACK_DELAY).max(flight.no_ack_before))
+        } else {
+            None
+        };
         let no_read_before = flight.no_read_before;
         let waiting = async {
             match flight.wait.as_mut() {
@@ -371,6 +407,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
             output = ack_done => acked = Some(output),
             broken = waiting => waited = broken,
             () = tokio::time::sleep_until(trusted) => {}
+            () = tokio::time::sleep_until(renew_due) => {}
             () = tokio::time::sleep_until(no_read_before), if no_read_before > Instant::now() => {}
             () = tokio::time::sleep_until(ack_due.unwrap_or(trusted)), if ack_due.is_some() => {}
         }
@@ -393,16 +430,16 @@ impl<T: Send + Sync + 'static> Worker<T> {
         }
     }
 
-    /// Settles a finished acknowledgement; false when it was fenced (the lease is gone).
-    fn after_ack(&mut self, outcome: Option<redis::RedisResult<i64>>, sent: Acks) -> bool {
+    /// Settles a finished acknowledgement.
+    fn after_ack(&mut self, outcome: Option<redis::RedisResult<i64>>, sent: Acks) -> AfterAck {
         match outcome {
             Some(Ok(acked)) if acked >= 0 => {
                 for mark in sent.iter().filter_map(|(_, mark)| mark.as_ref()) {
                     self.pending_marks.remove(mark);
                 }
-                true
+                AfterAck::Done
             }
-            Some(Ok(_)) => false,
+            Some(Ok(_)) => AfterAck::Fenced,
             failed => {
                 if let Some(Err(error)) = failed {
                     tracing::warn!(topic = %self.member.topic.name, %error, "acknowledgement failed; retrying");
@@ -410,7 +447,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 // Send them again, ahead of what came since.
                 let newer = std::mem::replace(&mut self.acks, sent);
                 self.acks.extend(newer);
-                true
+                AfterAck::Failed
             }
         }
     }
@@ -443,6 +480,15 @@ impl<T: Send + Sync + 'static> Worker<T> {
             Err(error) => {
                 tracing::warn!(topic = %self.member.topic.name, %error, "read failed; retrying");
                 *pause = (*pause * 2).min(Duration::from_secs(1));
+                // The server may have run the read and the reply been lost: its entries
+                // would be pending for this consumer, past everything fetched so far. Read
+                // this consumer's pending entries from there before new ones.
+                if self.acked {
+                    let after = self
+                        .highest_fetched
+                        .map_or_else(|| "0-0".to_owned(), |id| id.to_string());
+                    self.cursor = Cursor::History(after);
+                }
                 AfterRead::Later
             }
         }
@@ -546,6 +592,7 @@ impl<T: Send + Sync + 'static> Worker<T> {
 
     async fn fetched(&mut self, entries: Vec<wire::Entry<T>>) {
         for entry in entries {
+            self.highest_fetched = self.highest_fetched.max(Some(entry.id));
             if let Cursor::History(after) = &mut self.cursor {
                 *after = entry.id.to_string();
             }
@@ -688,23 +735,30 @@ impl<T: Send + Sync + 'static> Worker<T> {
         (*self.valid.borrow()).max(self.renewed_own)
     }
 
+    /// When the worker renews its lease itself: the coordinator renews every third of the
+    /// lease, so this only comes when it is late by a fifth of the lease or more.
+    fn renew_due(&self) -> Instant {
+        let lease = self.member.topic.shared.options.lease;
+        (self.trusted_until() - lease * 3 / 10).max(self.renew_retry_at)
+    }
+
     /// Renews the lease itself (the coordinator's renewal is late: a busy runtime, a slow
-    /// server). True when the lease is still this worker's.
-    async fn renew_own(&mut self) -> bool {
+    /// server), giving up at the trust deadline: past it, another member may own the
+    /// partition, whatever the answer.
+    async fn renew_own(&mut self) {
         let lease = self.member.topic.shared.options.lease;
         let began = Instant::now();
         let mut conn = self.member.topic.conn();
-        let renewed: redis::RedisResult<i64> = crate::scripts::RENEW_SCRIPT
+        let mut invocation = crate::scripts::RENEW_SCRIPT.prepare_invoke();
+        invocation
             .key(&self.lease)
             .arg(&self.token)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await;
-        if renewed == Ok(1) {
-            self.renewed_own = began + lease * 9 / 10;
-            return true;
+            .arg(lease.as_millis() as u64);
+        let renewal = invocation.invoke_async::<i64>(&mut conn);
+        match tokio::time::timeout_at(self.trusted_until(), renewal).await {
+            Ok(Ok(1)) => self.renewed_own = began + lease * 9 / 10,
+            _ => self.renew_retry_at = Instant::now() + lease / 20,
         }
-        false
     }
 
     /// Aborts, after taking in what a read in flight brings: the server has read it already
@@ -713,6 +767,13 @@ impl<T: Send + Sync + 'static> Worker<T> {
         if let Some(task) = flight.reading.take() {
             if let Ok(Ok(Read::Entries(entries))) = task.await {
                 self.fetched(entries).await;
+            }
+        }
+        // An acknowledgement in flight carries done markers: see it through.
+        if let Some((task, sent)) = flight.acking.take() {
+            if !matches!(task.await, Ok(Ok(acked)) if acked >= 0) {
+                let newer = std::mem::replace(&mut self.acks, sent);
+                self.acks.extend(newer);
             }
         }
         self.abort(fenced).await
@@ -733,7 +794,10 @@ impl<T: Send + Sync + 'static> Worker<T> {
                 done => self.finished(done),
             }
         }
-        if !fenced && !self.acks.is_empty() {
+        // Always try: the script acknowledges only if the lease is still this worker's, so
+        // a fenced worker's try is refused, and a worker that merely could not renew in
+        // time still writes its done markers.
+        if !self.acks.is_empty() {
             let acks = std::mem::take(&mut self.acks);
             let _ = self.send_acks(&acks).await;
         }

@@ -425,3 +425,91 @@ async fn a_topic_with_the_binary_codec_round_trips_its_events() {
     assert!(wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() == 1).await);
     assert_eq!(seen.lock().unwrap()[0], note);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_plain_subscribers_group_stops_holding_the_room() {
+    let server = common::server();
+    let bus = common::bus(&server, "ghosts").await;
+    let settings = TopicSettings::default()
+        .capacity(2)
+        .backpressure(Backpressure::Reject);
+    let jobs = Backend::<u32>::create_topic(&bus, "jobs", settings)
+        .await
+        .unwrap();
+    // What a plain subscriber leaves when its process dies: its group, and a heartbeat long
+    // past (the documented layout).
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("fg:{ghosts/jobs/0}:s")
+        .arg("p:ghost:1")
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = redis::cmd("ZADD")
+        .arg("fg:{ghosts/jobs}:plain")
+        .arg(1)
+        .arg("p:ghost:1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for n in 0..2 {
+        jobs.publish(Event::new("job", n).unwrap()).await.unwrap();
+    }
+    let full = jobs.publish(Event::new("job", 2).unwrap()).await;
+    assert!(
+        matches!(full, Err(PublishError::Full(_))),
+        "the dead group holds the room"
+    );
+    // A live subscriber's coordinator deletes the dead group; the room comes back.
+    let _live = jobs
+        .subscribe(SubscribeRequest::new("live", |_: Event<u32>| async {
+            Ok(())
+        }))
+        .await
+        .unwrap();
+    let room = wait_for(Duration::from_secs(10), || async {
+        jobs.publish(Event::new("job", 3).unwrap()).await.ok()
+    })
+    .await;
+    assert!(room.is_some(), "publishing works again");
+    assert_eq!(
+        jobs.stats().await.subscribers,
+        1,
+        "only the live subscriber's group is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_too_much_metadata_is_refused_not_the_batch() {
+    let server = common::server();
+    let bus = common::bus(&server, "metadata").await;
+    let jobs = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
+        .await
+        .unwrap();
+    let mut heavy = Event::new("job", 1).unwrap();
+    for n in 0..3_000 {
+        heavy = heavy.with_metadata(format!("m{n}"), "x");
+    }
+    let light = Event::new("job", 2).unwrap();
+    let (heavy, light) = futures_util::future::join(jobs.publish(heavy), jobs.publish(light)).await;
+    let refused = heavy.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            PublishError::Unavailable {
+                retryable: false,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("metadata entries"),
+        "{refused}"
+    );
+    light.expect("an event published beside it is not refused with it");
+}
