@@ -258,3 +258,124 @@ pub(crate) async fn eval<C: ConnectionLike>(
         reply => reply,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowgate_testkit::redis_server::RedisServer;
+
+    async fn setup(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(server.url()).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("s")
+            .arg("g")
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await
+            .expect("group");
+        let _: String = redis::cmd("XADD")
+            .arg("s")
+            .arg("1-1")
+            .arg("p")
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .expect("entry");
+        let () = redis::cmd("SET")
+            .arg("lease")
+            .arg("member/2")
+            .query_async(&mut conn)
+            .await
+            .expect("lease");
+        conn
+    }
+
+    async fn read(conn: &mut redis::aio::MultiplexedConnection, token: &str) -> Value {
+        let mut call = evalsha(&READ_SCRIPT, 2);
+        call.arg("lease")
+            .arg("s")
+            .arg(token)
+            .arg("g")
+            .arg("c")
+            .arg(10)
+            .arg("0")
+            .arg(">");
+        eval(&READ_SCRIPT, &call, conn).await.expect("read")
+    }
+
+    async fn ack(conn: &mut redis::aio::MultiplexedConnection, token: &str) -> i64 {
+        let mut call = evalsha(&ACK_SCRIPT, 3);
+        call.arg("lease")
+            .arg("s")
+            .arg("done")
+            .arg(token)
+            .arg("g")
+            .arg("1")
+            .arg(100)
+            .arg(60_000);
+        call.arg("1-1").arg("pay-1");
+        let reply = eval(&ACK_SCRIPT, &call, conn).await.expect("ack");
+        crate::wire::as_int(&reply).expect("a number")
+    }
+
+    async fn pending(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+        let summary: Value = redis::cmd("XPENDING")
+            .arg("s")
+            .arg("g")
+            .query_async(conn)
+            .await
+            .unwrap();
+        let Value::Array(parts) = summary else {
+            panic!("{summary:?}")
+        };
+        crate::wire::as_int(&parts[0]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_member_with_an_old_epoch_can_neither_read_nor_acknowledge() {
+        let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = setup(&server).await;
+        // The lease is at epoch 2; a member still holding epoch 1 lost the partition.
+        assert_eq!(
+            read(&mut conn, "member/1").await,
+            Value::Array(vec![Value::Int(-1)])
+        );
+        assert_eq!(pending(&mut conn).await, 0, "the fenced read read nothing");
+        let Value::Array(fresh) = read(&mut conn, "member/2").await else {
+            panic!()
+        };
+        assert_eq!(fresh[0], Value::Int(1), "the owner reads the entry");
+        assert_eq!(
+            ack(&mut conn, "member/1").await,
+            -1,
+            "a late ack is refused"
+        );
+        assert_eq!(pending(&mut conn).await, 1, "and acknowledges nothing");
+        let marked: Option<f64> = redis::cmd("ZSCORE")
+            .arg("done")
+            .arg("pay-1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(marked.is_none(), "nor marks the key done");
+        assert_eq!(
+            ack(&mut conn, "member/2").await,
+            1,
+            "the owner's ack counts"
+        );
+        assert_eq!(pending(&mut conn).await, 0);
+        let marked: Option<f64> = redis::cmd("ZSCORE")
+            .arg("done")
+            .arg("pay-1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(marked.is_some(), "with its done marker, in the same step");
+    }
+}

@@ -513,3 +513,49 @@ async fn an_event_with_too_much_metadata_is_refused_not_the_batch() {
     );
     light.expect("an event published beside it is not refused with it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_running_past_the_lease_is_not_taken_over() {
+    let server = common::server();
+    // Two buses: two processes' members of one group, with a 0.9 s lease.
+    let (first, second) = (
+        common::bus(&server, "long").await,
+        common::bus(&server, "long").await,
+    );
+    let starts = Arc::new(Mutex::new(0u32));
+    let request = |bus: &flowgate::redis::RedisBus| {
+        let starts = Arc::clone(&starts);
+        let bus = bus.clone();
+        async move {
+            let jobs = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
+                .await
+                .unwrap();
+            let slow = SubscribeRequest::new("worker", move |_: Event<u32>| {
+                *starts.lock().unwrap() += 1;
+                async {
+                    // Three leases long: live work, which renewals keep this member's.
+                    tokio::time::sleep(Duration::from_millis(2_700)).await;
+                    Ok(())
+                }
+            });
+            (
+                jobs.clone(),
+                jobs.subscribe(slow.group("workers")).await.unwrap(),
+            )
+        }
+    };
+    let (jobs, _a) = request(&first).await;
+    jobs.publish(Event::new("job", 1).unwrap()).await.unwrap();
+    assert!(wait_until(Duration::from_secs(10), || *starts.lock().unwrap() == 1).await);
+    let (_, _b) = request(&second).await;
+    let done = wait_for(Duration::from_secs(20), || async {
+        (jobs.stats().await.total.processed == 1).then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "the slow delivery finished");
+    assert_eq!(
+        *starts.lock().unwrap(),
+        1,
+        "and ran once: no other member took it over"
+    );
+}
