@@ -59,7 +59,8 @@
 //! subscriber gets a group of its own (`p:<name>:<id>`), which ends with it. The partition of
 //! an event is `stable_hash(ordering key) mod P`, the in-process bus's function: an
 //! in-process publisher and a Redis one agree. An unkeyed event goes by its idempotency
-//! key's hash.
+//! key's XXH3-128 fingerprint (`Event::idempotency_fingerprint`), so a republished copy lands
+//! in the first one's partition.
 //!
 //! # What each promise means across processes
 //!

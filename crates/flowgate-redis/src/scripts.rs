@@ -337,6 +337,16 @@ mod tests {
         crate::wire::as_int(&parts[0]).unwrap()
     }
 
+    async fn marked(conn: &mut redis::aio::MultiplexedConnection) -> bool {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("done")
+            .arg("pay-1")
+            .query_async(conn)
+            .await
+            .unwrap();
+        score.is_some()
+    }
+
     #[tokio::test]
     async fn a_member_with_an_old_epoch_can_neither_read_nor_acknowledge() {
         let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
@@ -357,25 +367,16 @@ mod tests {
             "a late ack is refused"
         );
         assert_eq!(pending(&mut conn).await, 1, "and acknowledges nothing");
-        let marked: Option<f64> = redis::cmd("ZSCORE")
-            .arg("done")
-            .arg("pay-1")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(marked.is_none(), "nor marks the key done");
+        assert!(!marked(&mut conn).await, "nor marks the key done");
         assert_eq!(
             ack(&mut conn, "member/2").await,
             1,
             "the owner's ack counts"
         );
         assert_eq!(pending(&mut conn).await, 0);
-        let marked: Option<f64> = redis::cmd("ZSCORE")
-            .arg("done")
-            .arg("pay-1")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(marked.is_some(), "with its done marker, in the same step");
+        assert!(
+            marked(&mut conn).await,
+            "with its done marker, in the same step"
+        );
     }
 }

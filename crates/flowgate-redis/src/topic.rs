@@ -10,7 +10,7 @@ use flowgate_bus::{
     PartitionStats, PublishError, Published, SubscribeRequest, TopicConfig, TopicReport,
     TopicStats, Undelivered,
 };
-use flowgate_core::{partition_for, partition_of_hash, stable_hash, BoxFuture, Event};
+use flowgate_core::{partition_for, partition_of_hash, BoxFuture, Event};
 use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::Notify;
@@ -78,11 +78,14 @@ impl<T> TopicInner<T> {
 
     /// The window (max keys, max age in ms) of an exactly-once topic; (0, 0) otherwise.
     pub(crate) fn window(&self) -> (usize, u128) {
-        self.config
-            .mode
-            .dedupe()
-            .map_or((0, 0), |w| (w.max_keys, w.max_age.as_millis()))
+        window_of(&self.config.mode)
     }
+}
+
+/// The dedupe window (max keys, max age in ms) of `mode`; (0, 0) unless exactly-once.
+fn window_of(mode: &DeliveryMode) -> (usize, u128) {
+    mode.dedupe()
+        .map_or((0, 0), |w| (w.max_keys, w.max_age.as_millis()))
 }
 
 /// A topic on Redis; from [`RedisBus::create_topic_with`](crate::RedisBus::create_topic_with)
@@ -159,10 +162,7 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
             Backpressure::DropOldest => "oldest",
             _ => "full",
         };
-        let window = config
-            .mode
-            .dedupe()
-            .map_or((0, 0), |w| (w.max_keys, w.max_age.as_millis()));
+        let window = window_of(&config.mode);
         let batchers = partitions
             .iter()
             .map(|keys| {
@@ -225,13 +225,15 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
 
     /// The partition `event` goes to: `stable_hash(ordering key) mod P`, the in-process
     /// bus's function, so that every process agrees. An unkeyed event goes by its idempotency
-    /// key's hash (its id unless set), so that a republished copy meets the first in one
-    /// partition's dedupe window.
+    /// key's fingerprint (its id unless set; see `Event::idempotency_fingerprint`), so that a
+    /// republished copy meets the first in one partition's dedupe window.
     fn partition_of(&self, event: &Event<T>) -> u32 {
         let partitions = self.inner.config.partitions;
         match event.key() {
             Some(key) => partition_for(key, partitions),
-            None => partition_of_hash(stable_hash(event.idempotency_key()), partitions),
+            // The key's XXH3-128 fingerprint (stable, documented, and computed without
+            // formatting an id-derived key as text).
+            None => partition_of_hash(event.idempotency_fingerprint() as u64, partitions),
         }
     }
 

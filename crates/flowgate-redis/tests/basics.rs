@@ -147,7 +147,7 @@ async fn exactly_once_acknowledges_a_republished_key_as_a_duplicate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_partition_rejects_and_the_last_member_hands_back() {
+async fn a_full_partition_rejects_and_shutdown_reports_what_was_owed() {
     let server = common::server();
     let bus = common::bus(&server, "full").await;
     let settings = TopicSettings::default()
@@ -320,8 +320,7 @@ async fn exactly_once_skips_a_copy_that_reached_the_stream_after_the_key_was_han
     assert!(wait_until(Duration::from_secs(10), || *calls.lock().unwrap() == 1).await);
     // A copy of the entry written past the publish window (another writer, or a window that
     // forgot the key): only the group's done marker stands between it and a second run.
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = common::raw(&server).await;
     let stream = "fg:{marker/payments/0}:s";
     let entries: redis::Value = redis::cmd("XRANGE")
         .arg(stream)
@@ -438,8 +437,7 @@ async fn a_dead_plain_subscribers_group_stops_holding_the_room() {
         .unwrap();
     // What a plain subscriber leaves when its process dies: its group, and a heartbeat long
     // past (the documented layout).
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = common::raw(&server).await;
     let () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg("fg:{ghosts/jobs/0}:s")

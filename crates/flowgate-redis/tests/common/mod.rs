@@ -29,3 +29,12 @@ pub(crate) async fn bus_at(url: String, namespace: String) -> RedisBus {
         .await
         .expect("connect to the test's redis-server")
 }
+
+/// A raw client connection to `server`, for what a test must do behind the bus's back.
+pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("the server's url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the test's redis-server")
+}
