@@ -71,6 +71,14 @@ impl<T: Send + Sync + 'static> Group<T> {
         }
     }
 
+    /// Lets go of the members once the group stopped (shutdown): their handlers, and what those
+    /// hold, are dropped when the last reference goes, here, outside every lock.
+    pub(crate) fn release_members(&self) {
+        let members = std::mem::take(&mut *self.members.lock());
+        self.rebalance(&[]);
+        drop(members);
+    }
+
     /// Waits until no lane runs deliveries for `member` (or the group stopped: deliveries a
     /// shutdown cut off do not end on their own).
     pub(crate) async fn wait_released(&self, member: &Arc<Member<T>>) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 use flowgate_core::sync::Mutex;
@@ -669,6 +669,7 @@ impl<T: Send + Sync + 'static> Topic<T> {
         }
         let mut undelivered = Vec::new();
         for group in &live {
+            group.release_members();
             let (queued, interrupted) = group.drain();
             let subscriber = Arc::clone(&group.name);
             undelivered.extend(queued.into_iter().map(|event| Undelivered {
@@ -807,7 +808,10 @@ pub struct TopicReport<T> {
 pub struct Subscription<T> {
     topic: Topic<T>,
     group: Arc<Group<T>>,
-    member: Arc<Member<T>>,
+    /// The group owns its members; a shutdown lets go of them once the group stopped, so that
+    /// their handlers (and what those hold, such as a stream's sender) are dropped then.
+    member: Weak<Member<T>>,
+    name: Arc<str>,
 }
 
 impl<T: Send + Sync + 'static> Subscription<T> {
@@ -837,7 +841,12 @@ impl<T: Send + Sync + 'static> Subscription<T> {
     /// # }
     /// ```
     pub async fn unsubscribe(self) -> Vec<Event<T>> {
-        self.topic.leave(&self.group, &self.member).await
+        // Held until the leave returned, so that the handler is dropped here, outside the
+        // bus's locks. Gone only after a shutdown, which reported what was left.
+        let Some(member) = self.member.upgrade() else {
+            return Vec::new();
+        };
+        self.topic.leave(&self.group, &member).await
     }
 
     /// The subscriber's name (a consumer group member's own name, not its group's).
@@ -854,7 +863,7 @@ impl<T: Send + Sync + 'static> Subscription<T> {
     /// # }
     /// ```
     pub fn name(&self) -> &str {
-        &self.member.name
+        &self.name
     }
 }
 
@@ -999,7 +1008,8 @@ impl<T: Send + Sync + 'static> Topic<T> {
         Ok(Subscription {
             topic: self.clone(),
             group,
-            member,
+            member: Arc::downgrade(&member),
+            name: Arc::clone(&member.name),
         })
     }
 }
@@ -1016,7 +1026,7 @@ impl<T> fmt::Debug for Topic<T> {
 impl<T> fmt::Debug for Subscription<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
-            .field("name", &self.member.name)
+            .field("name", &self.name)
             .field("group", &self.group.name)
             .finish_non_exhaustive()
     }

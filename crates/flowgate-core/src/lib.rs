@@ -32,6 +32,7 @@ mod circuit;
 mod dead_letter;
 mod error;
 mod event;
+pub mod flow;
 mod handler;
 pub mod middleware;
 mod name;

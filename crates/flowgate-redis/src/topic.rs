@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use flowgate_bus::{
@@ -392,7 +392,9 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
         self.inner.membership.notify_waiters();
         Ok(RedisSubscription {
             topic: Arc::clone(&self.inner),
-            member,
+            name: Arc::clone(&member.name),
+            group: member.group.clone(),
+            member: Arc::downgrade(&member),
         })
     }
 
@@ -555,23 +557,31 @@ impl<T: Send + Sync + 'static> BackendTopic<T> for RedisTopic<T> {
 /// part and leaves the group's work in Redis.
 pub struct RedisSubscription<T> {
     topic: Arc<TopicInner<T>>,
-    member: Arc<Member<T>>,
+    /// The topic's live members own it; a shutdown lets go of it once it stopped, so that its
+    /// handler (and what that holds, such as a stream's sender) is dropped then.
+    member: Weak<Member<T>>,
+    name: Arc<str>,
+    group: String,
 }
 
 impl<T> fmt::Debug for RedisSubscription<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSubscription")
             .field("topic", &self.topic.name)
-            .field("name", &self.member.name)
-            .field("group", &self.member.group)
+            .field("name", &self.name)
+            .field("group", &self.group)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Send + Sync + 'static> RedisSubscription<T> {
-    fn forget(&self) {
+    /// Takes this member out of the topic's live members; `None` after a shutdown, which
+    /// already stopped it and reported what it left.
+    fn forget(&self) -> Option<Arc<Member<T>>> {
+        let member = self.member.upgrade()?;
         let mut members = crate::lock(&self.topic.members);
-        members.retain(|m| !Arc::ptr_eq(m, &self.member));
+        members.retain(|m| !Arc::ptr_eq(m, &member));
+        Some(member)
     }
 
     /// Leaves. A member with other live members (in any process) finishes its deliveries in
@@ -593,8 +603,10 @@ impl<T: Send + Sync + 'static> RedisSubscription<T> {
     /// # }
     /// ```
     pub async fn unsubscribe(self) -> Vec<Event<T>> {
-        self.forget();
-        let left = self.member.leave().await;
+        let Some(member) = self.forget() else {
+            return Vec::new();
+        };
+        let left = member.leave().await;
         self.topic.membership.notify_waiters();
         left
     }
@@ -619,19 +631,21 @@ impl<T: Send + Sync + 'static> RedisSubscription<T> {
     /// # }
     /// ```
     pub async fn detach(self) {
-        self.forget();
-        if self.member.plain {
-            let left = self.member.leave().await;
+        let Some(member) = self.forget() else {
+            return;
+        };
+        if member.plain {
+            let left = member.leave().await;
             if !left.is_empty() {
                 tracing::warn!(
                     topic = %self.topic.name,
-                    subscriber = %self.member.name,
+                    subscriber = %member.name,
                     dropped = left.len(),
                     "a plain subscriber detached: the events it was owed are dropped"
                 );
             }
         } else {
-            self.member
+            member
                 .stop_for_shutdown(
                     tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365),
                 )

@@ -557,3 +557,48 @@ async fn a_handler_running_past_the_lease_is_not_taken_over() {
         "and ran once: no other member took it over"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_subscriptions_stream_and_its_batcher_flushes() {
+    use flowgate::flow::{Batching, FlowExt};
+    use futures_util::StreamExt;
+    let server = common::server();
+    let bus = common::bus(&server, "stream").await;
+    let topic = bus
+        .create_topic("clicks", TopicSettings::default().partitions(2))
+        .await
+        .unwrap();
+    let (handler, events) = flowgate::flow::channel::<u32>(16).unwrap();
+    let _held = topic
+        .subscribe(SubscribeRequest::new("analytics", handler))
+        .await
+        .unwrap();
+    let batches = events
+        .batch(Batching::new(40, Duration::from_secs(3600)))
+        .unwrap();
+    let meter = batches.meter();
+    let reader = tokio::spawn(batches.collect::<Vec<_>>());
+    for n in 0..100u32 {
+        topic
+            .publish(Event::new("click", n).unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || meter.stats().received == 100).await,
+        "all 100 reached the stream: {:?}",
+        meter.stats()
+    );
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.not_delivered(), 0);
+    let batches = flowgate_testkit::wait::within("the stream's end at shutdown", reader)
+        .await
+        .unwrap();
+    let mut seen: Vec<u32> = batches.iter().flatten().map(|e| *e.payload()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..100).collect::<Vec<_>>(), "every event, once");
+    assert_eq!(
+        batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        [40, 40, 20]
+    );
+}
