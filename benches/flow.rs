@@ -79,7 +79,11 @@ async fn consume(variant: Variant, events: EventStream<u32>) -> usize {
         Variant::Bare => events.count().await,
         Variant::Debounce => {
             let config = Debouncing::new(ms10).max_keys(KEYS as usize);
-            events.debounce_by(config, key_of).expect("valid").count().await
+            events
+                .debounce_by(config, key_of)
+                .expect("valid")
+                .count()
+                .await
         }
         Variant::Batch => {
             let config = Batching::new(100, ms10);
@@ -87,7 +91,11 @@ async fn consume(variant: Variant, events: EventStream<u32>) -> usize {
         }
         Variant::RateLimit => {
             let config = RateLimit::new(EVENTS, 1, Duration::from_secs(1));
-            events.rate_limit_by(config, key_of).expect("valid").count().await
+            events
+                .rate_limit_by(config, key_of)
+                .expect("valid")
+                .count()
+                .await
         }
         Variant::Sample => {
             let config = Sampling::every_nth(10);
@@ -107,7 +115,10 @@ async fn run(variant: Variant) -> Duration {
         .create()
         .expect("topic");
     let (handler, stream) = flowgate::flow::channel(1024).expect("channel");
-    let _sub = topic.subscribe("reader", handler).start().expect("subscribe");
+    let _sub = topic
+        .subscribe("reader", handler)
+        .start()
+        .expect("subscribe");
     let events: Vec<Event<u32>> = (0..EVENTS)
         .map(|n| Event::new("bench", n).expect("valid"))
         .collect();
@@ -154,7 +165,11 @@ fn paired(rt: &Runtime) {
     }
     println!("paired rounds ({ROUNDS} rounds of {EVENTS} events per variant), medians:");
     for (variant, samples) in VARIANTS.iter().zip(&per_event) {
-        let ratios: Vec<f64> = samples.iter().zip(&per_event[0]).map(|(a, b)| a / b).collect();
+        let ratios: Vec<f64> = samples
+            .iter()
+            .zip(&per_event[0])
+            .map(|(a, b)| a / b)
+            .collect();
         println!(
             "  {:<20} {:>7.1} ns/event   {:.2}x the bare subscription",
             variant.name(),

@@ -24,6 +24,8 @@ trait AnyTopic: Send + Sync {
     fn payload_type(&self) -> TypeId;
     fn as_any(&self) -> &dyn Any;
     fn stats(&self) -> TopicStats;
+    #[cfg(feature = "metrics")]
+    fn report_metrics(&self);
     fn close(&self);
     fn drain_until(
         &self,
@@ -42,6 +44,11 @@ impl<T: Send + Sync + 'static> AnyTopic for Topic<T> {
 
     fn stats(&self) -> TopicStats {
         Topic::stats(self)
+    }
+
+    #[cfg(feature = "metrics")]
+    fn report_metrics(&self) {
+        Topic::report_metrics(self);
     }
 
     fn close(&self) {
@@ -244,6 +251,68 @@ impl Bus {
         let mut stats: Vec<_> = topics.iter().map(|t| t.stats()).collect();
         stats.sort_by(|a, b| a.topic.cmp(&b.topic));
         stats
+    }
+
+    /// Copies every topic's figures into its `metrics` series (feature `metrics`); call it in
+    /// a `/metrics` handler right before rendering, or let
+    /// [`metrics_reporter`](Self::metrics_reporter) call it every interval. See
+    /// [`metrics`](crate::metrics) for the series.
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// bus.topic::<u8>("t").create()?;
+    /// bus.report_metrics(); // a no-op without a recorder
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn report_metrics(&self) {
+        let topics: Vec<_> = self.inner.topics.lock().by_name.values().cloned().collect();
+        for topic in topics {
+            topic.report_metrics();
+        }
+    }
+
+    /// Calls [`report_metrics`](Self::report_metrics) every `interval` on the current tokio
+    /// runtime, until the returned guard is dropped or the bus is (feature `metrics`). For an
+    /// exporter that renders on its own (a push gateway, a listener of its own).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::NoRuntime`] outside a tokio runtime; [`BusError::InvalidConfig`] for a zero
+    /// interval.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let bus = flowgate::Bus::new();
+    /// let reporter = bus.metrics_reporter(Duration::from_secs(5))?;
+    /// drop(reporter); // stops it
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics_reporter(&self, interval: Duration) -> Result<MetricsReporter, BusError> {
+        if interval.is_zero() {
+            return Err(BusError::InvalidConfig {
+                what: "metrics interval",
+                reason: "zero: use a period such as the exporter's scrape interval".into(),
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
+        let bus = Arc::downgrade(&self.inner);
+        let task = runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = bus.upgrade() else { return };
+                Bus { inner }.report_metrics();
+            }
+        });
+        Ok(MetricsReporter {
+            task: task.abort_handle(),
+        })
     }
 
     /// Stops accepting publishes on every topic, lets the subscribers drain what was queued
@@ -751,5 +820,21 @@ impl<T> fmt::Debug for TopicBuilder<T> {
         f.debug_struct("TopicBuilder")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// Reports a bus's metrics every interval until dropped; from
+/// [`Bus::metrics_reporter`].
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+#[must_use = "the reporter stops when this guard is dropped"]
+pub struct MetricsReporter {
+    task: tokio::task::AbortHandle,
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for MetricsReporter {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

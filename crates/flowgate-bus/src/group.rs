@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use flowgate_core::sync::atomic::{AtomicBool, Ordering};
 use flowgate_core::sync::Mutex;
-use flowgate_core::{invoke, BoxHandler, DeadLetter, DeadLetterSink, Event, RetryPolicy};
+use flowgate_core::{BoxHandler, DeadLetter, DeadLetterSink, Event, RetryPolicy};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -353,7 +353,7 @@ async fn deliver<T: Send + Sync + 'static>(
     } = queued;
     match &group.mode {
         DeliveryMode::AtMostOnce => {
-            let outcome = invoke(&member.handler, event).await;
+            let outcome = counters.invoke(&member.handler, event).await;
             let counter = if outcome.is_ok() {
                 &counters.processed
             } else {
@@ -407,7 +407,7 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match invoke(&member.handler, event.clone()).await {
+        match counters.invoke(&member.handler, event.clone()).await {
             Ok(()) => {
                 Counters::add(&counters.processed, 1);
                 if let Some(claim) = &mut claim {

@@ -79,11 +79,15 @@ mod error;
 mod group;
 #[doc(hidden)]
 pub mod lane;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod pattern;
 mod stats;
 mod topic;
 
 pub use backend::{Backend, BackendSubscription, BackendTopic, SubscribeRequest, TopicSettings};
+#[cfg(feature = "metrics")]
+pub use bus::MetricsReporter;
 pub use bus::{Bus, BusReport, TopicBuilder};
 pub use config::{Backpressure, DedupeWindowConfig, DeliveryMode, TopicConfig, MAX_PARTITIONS};
 pub use error::{BusError, PublishError};

@@ -10,6 +10,10 @@ use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 /// published through it.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// How long each handler invocation took (feature `metrics`); registered with the
+    /// recorder installed when the topic was created.
+    #[cfg(feature = "metrics")]
+    pub(crate) handle_seconds: crate::metrics::HandleHistogram,
     pub(crate) published: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) duplicates: AtomicU64,
@@ -22,6 +26,31 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Partition `partition`'s counters of topic `topic`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(topic: &str, partition: u32) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            handle_seconds: crate::metrics::HandleHistogram::new(topic, partition),
+            ..Self::default()
+        }
+    }
+
+    /// Invokes `handler`, timing it into the handle-latency histogram (feature `metrics`).
+    #[inline]
+    pub(crate) async fn invoke<T: Send + Sync + 'static>(
+        &self,
+        handler: &flowgate_core::BoxHandler<T>,
+        event: flowgate_core::Event<T>,
+    ) -> flowgate_core::HandlerResult {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let outcome = flowgate_core::invoke(handler, event).await;
+        #[cfg(feature = "metrics")]
+        self.handle_seconds.record(started.elapsed());
+        outcome
+    }
+
     #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

@@ -85,6 +85,9 @@ pub(crate) struct TopicInner<T> {
     dedupe: Option<Dedupe>,
     /// Spreads unkeyed events over the partitions.
     next_unkeyed: AtomicU64,
+    /// The topic's series in the `metrics` recorder installed when it was created.
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::TopicMetrics,
 }
 
 /// A handle to a topic carrying payloads of type `T`. Cheap to clone; clones share the topic.
@@ -139,10 +142,15 @@ impl<T: Send + Sync + 'static> Topic<T> {
     pub(crate) fn create(name: String, config: TopicConfig<T>) -> Self {
         let partitions = config.partitions.get() as usize;
         let dedupe = config.mode.dedupe().map(|window| Dedupe::new(*window));
+        let counters = (0..partitions as u32)
+            .map(|p| Counters::new(&name, p))
+            .collect();
         Self {
             inner: Arc::new(TopicInner {
+                #[cfg(feature = "metrics")]
+                metrics: crate::metrics::TopicMetrics::new(&name, partitions as u32),
                 name,
-                counters: (0..partitions).map(|_| Counters::default()).collect(),
+                counters,
                 config,
                 groups: ArcSwap::from_pointee(Vec::new()),
                 live: Mutex::new(Vec::new()),
@@ -490,6 +498,19 @@ impl<T: Send + Sync + 'static> Topic<T> {
             group: None,
             dead_letters: Arc::new(LogDeadLetters),
         }
+    }
+
+    /// Copies the topic's figures into its `metrics` series (feature `metrics`); see
+    /// [`metrics`](crate::metrics).
+    ///
+    /// ```
+    /// let bus = flowgate::Bus::new();
+    /// bus.topic::<u8>("t").create()?.report_metrics(); // a no-op without a recorder
+    /// # Ok::<(), flowgate::bus::BusError>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn report_metrics(&self) {
+        self.inner.metrics.report(&self.stats());
     }
 
     /// The topic's figures now: per partition and summed.

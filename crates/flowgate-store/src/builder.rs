@@ -36,6 +36,8 @@ pub enum StreamLimit {
 type SizeFn<T> = Arc<dyn Fn(&T) -> usize + Send + Sync>;
 
 pub(crate) struct Config<T> {
+    /// The `store` label of its metrics.
+    pub(crate) name: Arc<str>,
     pub(crate) max_events_per_stream: Option<usize>,
     pub(crate) max_age: Option<Duration>,
     pub(crate) max_streams: Option<(usize, StreamLimit)>,
@@ -46,6 +48,7 @@ pub(crate) struct Config<T> {
 impl<T> Clone for Config<T> {
     fn clone(&self) -> Self {
         Self {
+            name: Arc::clone(&self.name),
             max_events_per_stream: self.max_events_per_stream,
             max_age: self.max_age,
             max_streams: self.max_streams,
@@ -55,9 +58,24 @@ impl<T> Clone for Config<T> {
     }
 }
 
+impl<T> Config<T> {
+    /// The default store's settings: keeps everything.
+    pub(crate) fn keep_everything() -> Self {
+        Self {
+            name: Arc::from("store"),
+            max_events_per_stream: None,
+            max_age: None,
+            max_streams: None,
+            size_of: None,
+            subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
+        }
+    }
+}
+
 impl<T> fmt::Debug for Config<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
+            .field("name", &self.name)
             .field("max_events_per_stream", &self.max_events_per_stream)
             .field("max_age", &self.max_age)
             .field("max_streams", &self.max_streams)
@@ -116,6 +134,26 @@ impl<T: Send + Sync + 'static> StoreBuilder<T> {
     fn invalid(mut self, setting: &'static str, reason: &'static str) -> Self {
         self.error
             .get_or_insert(StoreError::InvalidConfig { setting, reason });
+        self
+    }
+
+    /// The store's name: the `store` label of its metrics (feature `metrics`), so that two
+    /// stores in one process keep apart; default `"store"`. It must not be empty.
+    ///
+    /// ```
+    /// use flowgate::store::{Store, StoreError};
+    /// let orders = Store::<u32>::builder().name("orders").build()?;
+    /// # let _ = orders;
+    /// let err = Store::<u32>::builder().name("").build().unwrap_err();
+    /// assert!(matches!(err, StoreError::InvalidConfig { setting: "name", .. }));
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        if name.trim().is_empty() {
+            return self.invalid("name", "empty: name the store, it labels its metrics");
+        }
+        self.config.name = Arc::from(name);
         self
     }
 

@@ -56,6 +56,8 @@ mod error;
 mod hasher;
 #[doc(hidden)]
 pub mod log;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod name;
 #[doc(hidden)]
 pub mod notify;

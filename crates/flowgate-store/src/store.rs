@@ -22,7 +22,7 @@ use flowgate_core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use flowgate_core::sync::{Mutex, MutexGuard};
 use flowgate_core::{stable_hash, Event};
 
-use crate::builder::{Config, StoreBuilder, StreamLimit, DEFAULT_SUBSCRIPTION_BUFFER};
+use crate::builder::{Config, StoreBuilder, StreamLimit};
 use crate::hasher::SeededState;
 use crate::log::{Cursor, Log, LogWriter, Pair, Read, SEGMENT_LEN};
 use crate::name;
@@ -87,6 +87,9 @@ pub(crate) struct Inner<T> {
     sweeping: AtomicBool,
     /// Global positions below this were already checked by the age sweep.
     swept_to: AtomicU64,
+    /// The store's series in the `metrics` recorder installed when it was built.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::StoreMetrics,
 }
 
 impl<T> fmt::Debug for Inner<T> {
@@ -154,13 +157,7 @@ impl<T: Send + Sync + 'static> Store<T> {
     /// assert_eq!(store.head_position(), 0);
     /// ```
     pub fn new() -> Self {
-        Self::with_config(Config {
-            max_events_per_stream: None,
-            max_age: None,
-            max_streams: None,
-            size_of: None,
-            subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
-        })
+        Self::with_config(Config::keep_everything())
     }
 
     /// A builder for a store with retention or payload sizing.
@@ -172,7 +169,7 @@ impl<T: Send + Sync + 'static> Store<T> {
     /// # Ok::<(), flowgate::store::StoreError>(())
     /// ```
     pub fn builder() -> StoreBuilder<T> {
-        StoreBuilder::new(Self::new().inner.config.clone())
+        StoreBuilder::new(Config::keep_everything())
     }
 
     pub(crate) fn with_config(config: Config<T>) -> Self {
@@ -180,6 +177,8 @@ impl<T: Send + Sync + 'static> Store<T> {
         let (all, writer) = Log::new();
         Self {
             inner: Arc::new(Inner {
+                #[cfg(feature = "metrics")]
+                metrics: crate::metrics::StoreMetrics::new(&config.name),
                 config,
                 streams: Mutex::new(HashMap::with_hasher(seed)),
                 pending: Mutex::new(HashMap::with_hasher(seed)),
@@ -731,6 +730,18 @@ impl<T: Send + Sync + 'static> Store<T> {
                 inner.sweep_expired(false);
             }
         }))
+    }
+
+    /// Copies the store's figures into its `metrics` series (feature `metrics`); call it in a
+    /// `/metrics` handler right before rendering. See [`metrics`](crate::metrics).
+    ///
+    /// ```
+    /// let store = flowgate::store::Store::<u32>::new();
+    /// store.report_metrics(); // a no-op without a recorder
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn report_metrics(&self) {
+        self.inner.metrics.report(&self.stats());
     }
 
     /// A snapshot of the store's counters.

@@ -492,6 +492,10 @@ impl<T: Send + Sync + 'static> Subscription<T> {
     fn handed_out(&mut self, item: &SubscriptionItem<T>) {
         match item {
             Ok(recorded) => {
+                #[cfg(feature = "metrics")]
+                self.inner
+                    .metrics
+                    .lag(self.inner.all.published(), recorded.position());
                 let position = match self.source {
                     Source::Stream { .. } => recorded.version(),
                     _ => recorded.position(),
