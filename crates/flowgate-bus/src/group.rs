@@ -353,7 +353,9 @@ async fn deliver<T: Send + Sync + 'static>(
     } = queued;
     match &group.mode {
         DeliveryMode::AtMostOnce => {
-            let outcome = counters.invoke(&member.handler, event).await;
+            let outcome = counters
+                .invoke(&member.handler, &member.name, 1, event)
+                .await;
             let counter = if outcome.is_ok() {
                 &counters.processed
             } else {
@@ -407,7 +409,10 @@ async fn deliver_until_done<T: Send + Sync + 'static>(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match counters.invoke(&member.handler, event.clone()).await {
+        match counters
+            .invoke(&member.handler, &member.name, attempts, event.clone())
+            .await
+        {
             Ok(()) => {
                 Counters::add(&counters.processed, 1);
                 if let Some(claim) = &mut claim {

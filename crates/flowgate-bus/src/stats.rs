@@ -10,6 +10,9 @@ use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 /// published through it.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// The topic's name and this partition's index: the handle spans' fields.
+    pub(crate) topic: std::sync::Arc<str>,
+    pub(crate) partition: u32,
     /// How long each handler invocation took (feature `metrics`); registered with the
     /// recorder installed when the topic was created.
     #[cfg(feature = "metrics")]
@@ -27,25 +30,36 @@ pub(crate) struct Counters {
 
 impl Counters {
     /// Partition `partition`'s counters of topic `topic`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn new(topic: &str, partition: u32) -> Self {
         Self {
+            topic: std::sync::Arc::from(topic),
+            partition,
             #[cfg(feature = "metrics")]
             handle_seconds: crate::metrics::HandleHistogram::new(topic, partition),
             ..Self::default()
         }
     }
 
-    /// Invokes `handler`, timing it into the handle-latency histogram (feature `metrics`).
+    /// Invokes `handler` for `subscriber`'s attempt `attempt`, inside its `flowgate.handle`
+    /// span, timing it into the handle-latency histogram (feature `metrics`).
     #[inline]
     pub(crate) async fn invoke<T: Send + Sync + 'static>(
         &self,
         handler: &flowgate_core::BoxHandler<T>,
+        subscriber: &str,
+        attempt: u32,
         event: flowgate_core::Event<T>,
     ) -> flowgate_core::HandlerResult {
         #[cfg(feature = "metrics")]
         let started = std::time::Instant::now();
-        let outcome = flowgate_core::invoke(handler, event).await;
+        let scope = flowgate_core::trace_context::handle_scope(
+            &self.topic,
+            self.partition,
+            subscriber,
+            &event,
+            attempt,
+        );
+        let outcome = scope.run(flowgate_core::invoke(handler, event)).await;
         #[cfg(feature = "metrics")]
         self.handle_seconds.record(started.elapsed());
         outcome

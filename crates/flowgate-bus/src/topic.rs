@@ -20,6 +20,7 @@ use flowgate_core::{
     partition_of_hash, stable_hash, BoxHandler, DeadLetterSink, Event, Handler, LogDeadLetters,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{Backpressure, TopicConfig};
 use crate::dedupe::{Accepted, Admit, Dedupe};
@@ -230,8 +231,26 @@ impl<T: Send + Sync + 'static> Topic<T> {
     /// # }
     /// ```
     pub async fn publish(&self, mut event: Event<T>) -> Result<Published, PublishError<T>> {
-        let inner = &*self.inner;
         let (partition, key) = self.route(&event);
+        let span =
+            flowgate_core::trace_context::publish_span(&self.inner.name, partition, &mut event);
+        if span.is_disabled() {
+            self.publish_routed(event, partition, key).await
+        } else {
+            self.publish_routed(event, partition, key)
+                .instrument(span)
+                .await
+        }
+    }
+
+    /// `publish`, once the event's partition and key hash are known.
+    async fn publish_routed(
+        &self,
+        mut event: Event<T>,
+        partition: u32,
+        key: Option<u64>,
+    ) -> Result<Published, PublishError<T>> {
+        let inner = &*self.inner;
         let counters = &inner.counters[partition as usize];
         if let Some((limit, size_of)) = &inner.config.max_payload {
             let size = size_of(event.payload());

@@ -348,6 +348,11 @@ impl<T> Event<T> {
         Arc::make_mut(&mut self.inner)
     }
 
+    /// The metadata, to change in place (copies a shared envelope first).
+    pub(crate) fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.envelope_mut().metadata
+    }
+
     /// Sets the ordering key: events with the same key are handled in order, one at a time.
     ///
     /// ```

@@ -40,6 +40,7 @@ mod partition;
 mod retry;
 #[doc(hidden)]
 pub mod sync;
+pub mod trace_context;
 
 pub use circuit::{CircuitBreaker, CircuitBreakerConfig, CircuitPermit, CircuitState};
 pub use dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSink, LogDeadLetters};

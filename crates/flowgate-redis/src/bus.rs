@@ -266,6 +266,8 @@ struct Topics {
 /// A topic of any payload type, as shutdown sees it.
 pub(crate) trait AnyTopic: Send + Sync {
     fn close(&self);
+    #[cfg(feature = "metrics")]
+    fn report_metrics(&self) -> BoxFuture<'static, ()>;
     fn shutdown(&self, deadline: tokio::time::Instant) -> BoxFuture<'static, ReportPart>;
 }
 
@@ -412,6 +414,20 @@ impl RedisBus {
             .by_name
             .insert(name.as_str().to_owned(), Arc::new(topic.clone()));
         Ok(topic)
+    }
+
+    /// Copies every topic's figures into its `metrics` series (feature `metrics`; the series
+    /// of `flowgate::bus::metrics`). Reading them costs a few Redis round trips per topic.
+    #[cfg(feature = "metrics")]
+    pub async fn report_metrics(&self) {
+        let topics: Vec<_> = crate::lock(&self.shared.topics)
+            .by_name
+            .values()
+            .cloned()
+            .collect();
+        for topic in topics {
+            topic.report_metrics().await;
+        }
     }
 
     /// Stops accepting publishes on every topic of this bus, lets this process's

@@ -14,6 +14,7 @@ use flowgate_core::{partition_for, partition_of_hash, BoxFuture, Event};
 use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::batch::{Batcher, Entry, Outcome};
 use crate::bus::{unavailable, AnyTopic, ReportPart, Shared};
@@ -30,6 +31,9 @@ const MAX_FIELDS: usize = 4_000;
 /// This process's counters of one partition.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Handler invocation times (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) handle_seconds: flowgate_bus::metrics::HandleHistogram,
     pub(crate) published: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) duplicates: AtomicU64,
@@ -43,6 +47,18 @@ pub(crate) struct Counters {
     pub(crate) queued: AtomicUsize,
     /// Deliveries this process runs.
     pub(crate) in_flight: AtomicUsize,
+}
+
+impl Counters {
+    /// Partition `partition`'s counters of topic `topic`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn new(topic: &str, partition: u32) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            handle_seconds: flowgate_bus::metrics::HandleHistogram::new(topic, partition),
+            ..Self::default()
+        }
+    }
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -65,6 +81,9 @@ pub(crate) struct TopicInner<T> {
     /// left) instead of at their next renewal.
     pub(crate) membership: Notify,
     closed: AtomicBool,
+    /// The topic's series in the `metrics` recorder installed when it was opened.
+    #[cfg(feature = "metrics")]
+    metrics: flowgate_bus::metrics::TopicMetrics,
 }
 
 impl<T> TopicInner<T> {
@@ -155,7 +174,7 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
             .map(|p| keys.partition(p))
             .collect();
         let counters = (0..config.partitions.get())
-            .map(|_| Counters::default())
+            .map(|p| Counters::new(&name, p))
             .collect();
         let policy = match config.backpressure {
             Backpressure::DropNewest => "newest",
@@ -177,6 +196,8 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
             .collect();
         Ok(Self {
             inner: Arc::new(TopicInner {
+                #[cfg(feature = "metrics")]
+                metrics: flowgate_bus::metrics::TopicMetrics::new(&name, config.partitions.get()),
                 name,
                 shared,
                 keys,
@@ -262,12 +283,28 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn publish(&self, event: Event<T>) -> Result<Published, PublishError<T>> {
-        let inner = &*self.inner;
-        if inner.closed.load(Ordering::Acquire) {
+    pub async fn publish(&self, mut event: Event<T>) -> Result<Published, PublishError<T>> {
+        if self.inner.closed.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown(event));
         }
         let partition = self.partition_of(&event);
+        // The trace context goes into the event's metadata, and so across the wire.
+        let span =
+            flowgate_core::trace_context::publish_span(&self.inner.name, partition, &mut event);
+        if span.is_disabled() {
+            self.publish_routed(event, partition).await
+        } else {
+            self.publish_routed(event, partition).instrument(span).await
+        }
+    }
+
+    /// `publish`, once the event's partition is known.
+    async fn publish_routed(
+        &self,
+        event: Event<T>,
+        partition: u32,
+    ) -> Result<Published, PublishError<T>> {
+        let inner = &*self.inner;
         let counters = &inner.counters[partition as usize];
         let fields = match wire::encode(&event, &*inner.codec) {
             Ok(fields) => fields,
@@ -398,6 +435,14 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
         })
     }
 
+    /// Copies the topic's figures, as [`stats`](Self::stats) reads them from Redis, into its
+    /// `metrics` series (feature `metrics`; the series of `flowgate::bus::metrics`).
+    #[cfg(feature = "metrics")]
+    pub async fn report_metrics(&self) {
+        let stats = self.stats().await;
+        self.inner.metrics.report(&stats);
+    }
+
     /// The topic's figures: this process's counters, and from Redis what this process's
     /// subscriptions' groups have not consumed yet (`depth`), the dedupe window, and the
     /// number of consumer groups on the topic in every process (`subscribers`).
@@ -491,6 +536,12 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
 impl<T: Send + Sync + 'static> AnyTopic for RedisTopic<T> {
     fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+    }
+
+    #[cfg(feature = "metrics")]
+    fn report_metrics(&self) -> BoxFuture<'static, ()> {
+        let topic = self.clone();
+        Box::pin(async move { topic.report_metrics().await })
     }
 
     fn shutdown(&self, deadline: tokio::time::Instant) -> BoxFuture<'static, ReportPart> {

@@ -830,7 +830,7 @@ async fn deliver<T: Send + Sync + 'static>(
     let counters = &member.topic.counters[partition as usize];
     match &member.topic.config.mode {
         DeliveryMode::AtMostOnce => {
-            let ok = invoke(&member.handler, event).await.is_ok();
+            let ok = handle(member, partition, 1, event).await.is_ok();
             add(
                 if ok {
                     &counters.processed
@@ -890,7 +890,7 @@ async fn until_done<T: Send + Sync + 'static>(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match invoke(&member.handler, event.clone()).await {
+        match handle(member, partition, attempts, event.clone()).await {
             Ok(()) => {
                 add(&counters.processed, 1);
                 return mark.map_or(Ack::Plain, Ack::Mark);
@@ -999,4 +999,30 @@ async fn write_dead_letter<T>(member: &Member<T>, fields: &wire::Fields) {
             }
         }
     }
+}
+
+/// One handler invocation, inside its `flowgate.handle` span (linked through the event's
+/// `traceparent` to the publish, in whichever process it ran) and timed into the partition's
+/// handle-latency histogram (feature `metrics`).
+async fn handle<T: Send + Sync + 'static>(
+    member: &Member<T>,
+    partition: u32,
+    attempt: u32,
+    event: Event<T>,
+) -> flowgate_core::HandlerResult {
+    let scope = flowgate_core::trace_context::handle_scope(
+        &member.topic.name,
+        partition,
+        &member.name,
+        &event,
+        attempt,
+    );
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
+    let outcome = scope.run(invoke(&member.handler, event)).await;
+    #[cfg(feature = "metrics")]
+    member.topic.counters[partition as usize]
+        .handle_seconds
+        .record(started.elapsed());
+    outcome
 }

@@ -33,5 +33,6 @@ pub mod bus;
 pub mod conformance;
 pub mod drop_probe;
 pub mod redis_server;
+pub mod spans;
 pub mod store;
 pub mod wait;

@@ -102,6 +102,25 @@ impl<T: Send + Sync + 'static> Handler<T> for StreamHandler<T> {
 }
 
 impl<T> EventStream<T> {
+    /// The next event, without `StreamExt`: `None` once the subscription ended and every
+    /// buffered event was read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use flowgate::{invoke, Event};
+    /// let (handler, mut events) = flowgate::flow::channel::<u8>(4)?;
+    /// invoke(&handler, Event::new("e", 1)?).await?;
+    /// drop(handler); // the subscription ended
+    /// assert_eq!(events.recv().await.map(|e| *e.payload()), Some(1));
+    /// assert!(events.recv().await.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv(&mut self) -> Option<Event<T>> {
+        self.rx.recv().await
+    }
+
     /// Events buffered now, not yet read.
     ///
     /// ```
