@@ -53,6 +53,11 @@ pub mod guide {
     #[doc = include_str!("../docs/bus.md")]
     pub mod bus {}
 
+    /// Observability: `stats()`, the `metrics` series and what they cost, the tracing spans and
+    /// how a trace crosses topics and processes.
+    #[doc = include_str!("../docs/observability.md")]
+    pub mod observability {}
+
     /// The event store: what appends, reads and subscriptions promise, retention, and how to
     /// size subscription buffers.
     #[cfg(feature = "store")]
