@@ -237,12 +237,14 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
         // The copy of the event that just ended, dropped after the lock (see `finish`); declared
         // before the guard, so also an early return drops it after the guard.
         let mut released = None;
+        let mut former_owner = None;
         let (next, notify) = {
             let mut state = lane.lock();
             let watched = match ended.take() {
                 Some(seq) => {
                     let (watched, event) = state.finish(seq);
                     released = event;
+                    former_owner = state.release_idle_owner();
                     watched
                 }
                 None => false,
@@ -264,7 +266,7 @@ async fn work_one_at_a_time<T: Send + Sync + 'static>(group: &Group<T>, p: usize
                 }
             }
         };
-        drop(released);
+        drop((released, former_owner));
         if notify {
             lane.room.notify_waiters();
         }
@@ -316,9 +318,13 @@ async fn work_concurrently<T: Send + Sync + 'static>(group: &Group<T>, p: usize)
             running.next().await
         };
         if let Some(seq) = ended {
-            // The guard is a temporary of this statement: `released` outlives it.
-            let (watched, released) = lane.lock().finish(seq);
-            drop(released);
+            // The guard ends with this block: `released` and the former owner outlive it.
+            let (watched, released, former_owner) = {
+                let mut state = lane.lock();
+                let (watched, released) = state.finish(seq);
+                (watched, released, state.release_idle_owner())
+            };
+            drop((released, former_owner));
             if watched {
                 lane.room.notify_waiters();
             }

@@ -263,6 +263,18 @@ impl<T, M> LaneGuard<'_, T, M> {
         (self.state.watchers > 0, ended)
     }
 
+    /// Once nothing is in flight, hands the lane to the member it was assigned to and returns
+    /// the owner it had (a member that left or lost the lane), for the caller to drop after
+    /// releasing the lock: it may be the last reference to a handler, whose `Drop` is the
+    /// user's code.
+    pub fn release_idle_owner(&mut self) -> Option<Arc<M>> {
+        let state = &mut *self.state;
+        if !state.in_flight.is_empty() || same(state.active.as_ref(), state.assigned.as_ref()) {
+            return None;
+        }
+        std::mem::replace(&mut state.active, state.assigned.clone())
+    }
+
     /// Counts a watcher waiting on `room` for deliveries to end (undo with
     /// [`unwatch`](Self::unwatch)).
     pub fn watch(&mut self) {

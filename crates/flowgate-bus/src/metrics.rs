@@ -27,7 +27,11 @@
 //! records one histogram sample.
 //!
 //! A topic's series go to the recorder installed when the topic was created: install the
-//! exporter first.
+//! exporter first. Series are keyed by topic name and partition only: two buses of one process
+//! (or an in-process and a Redis topic) with the same topic name write the same series, so
+//! give their topics distinct names. A counter only rises (the facade's `absolute` keeps the
+//! largest value it saw): a topic created again under an old name shows the old total until
+//! the new one passes it.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

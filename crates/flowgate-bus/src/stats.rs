@@ -59,7 +59,7 @@ impl Counters {
             &event,
             attempt,
         );
-        let outcome = scope.run(flowgate_core::invoke(handler, event)).await;
+        let outcome = scope.run(|| flowgate_core::invoke(handler, event)).await;
         #[cfg(feature = "metrics")]
         self.handle_seconds.record(started.elapsed());
         outcome

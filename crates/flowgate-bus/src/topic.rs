@@ -709,8 +709,10 @@ impl<T: Send + Sync + 'static> Topic<T> {
         }
         let mut undelivered = Vec::new();
         for group in &live {
-            group.release_members();
+            // Drained first: an interrupted delivery's in-flight entry would keep its member
+            // as the lane's active owner, and the member's handler alive.
             let (queued, interrupted) = group.drain();
+            group.release_members();
             let subscriber = Arc::clone(&group.name);
             undelivered.extend(queued.into_iter().map(|event| Undelivered {
                 event,

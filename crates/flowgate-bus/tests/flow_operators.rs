@@ -172,3 +172,54 @@ async fn a_slow_reader_is_backpressure_on_the_publisher_not_loss() {
     }
     assert_eq!(read, (0..accepted).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_past_its_deadline_still_ends_the_stream() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u32>("ticks").create().unwrap();
+    let (handler, events) = flowgate::flow::channel(1).unwrap();
+    let _held = topic.subscribe("stuck", handler).start().unwrap();
+    for n in 0..3 {
+        topic.publish(Event::new("tick", n).unwrap()).await.unwrap();
+    }
+    // Nothing reads: one event in the stream's buffer, a delivery waiting for room.
+    let waiting = wait_until(DEADLINE, || topic.stats().total.in_flight == 1).await;
+    assert!(waiting, "{:?}", topic.stats().total);
+    let report = bus.shutdown(Duration::from_millis(20)).await;
+    assert_eq!(
+        report.not_delivered(),
+        2,
+        "the interrupted delivery and the queued one"
+    );
+    let read: Vec<u32> = within("the stream's end after a cut-short shutdown", async {
+        events.map(|e| *e.payload()).collect::<Vec<_>>().await
+    })
+    .await;
+    assert_eq!(read, [0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_that_leaves_mid_delivery_ends_its_stream() {
+    let bus = Bus::new();
+    let topic = bus.topic::<u32>("jobs").create().unwrap();
+    let (handler, mut leaving_events) = flowgate::flow::channel(1).unwrap();
+    let leaving = topic.subscribe("a", handler).group("g").start().unwrap();
+    let _staying = topic
+        .subscribe("b", |_: Event<u32>| async { Ok(()) })
+        .group("g")
+        .start()
+        .unwrap();
+    for n in 0..2 {
+        topic.publish(Event::new("job", n).unwrap()).await.unwrap();
+    }
+    // The one partition is a's: its buffer holds job 0, job 1's delivery waits for room.
+    let waiting = wait_until(DEADLINE, || topic.stats().total.in_flight == 1).await;
+    assert!(waiting, "{:?}", topic.stats().total);
+    let leave = tokio::spawn(async move { leaving.unsubscribe().await });
+    let mut read = Vec::new();
+    while let Some(event) = within("a's stream to end", leaving_events.recv()).await {
+        read.push(*event.payload());
+    }
+    assert_eq!(read, [0, 1], "a finishes what it had, then its stream ends");
+    assert!(within("a's leave", leave).await.unwrap().is_empty());
+}

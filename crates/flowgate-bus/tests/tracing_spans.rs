@@ -15,7 +15,7 @@ use flowgate::bus::{Bus, DeliveryMode, Subscription, Topic};
 use flowgate::trace_context::{TraceContext, TRACEPARENT};
 use flowgate::{Event, HandlerError, Jitter, RetryPolicy};
 use flowgate_testkit::spans::SpanLog;
-use flowgate_testkit::wait::wait_until;
+use flowgate_testkit::wait::{wait_until, within};
 
 #[tokio::test(flavor = "current_thread")]
 async fn handle_spans_link_to_their_publish_and_a_chain_shares_one_trace() {
@@ -29,9 +29,7 @@ async fn without_a_subscriber_nothing_is_written_into_the_event() {
     let (handler, mut received) = flowgate::flow::channel(4).unwrap();
     let _sub = topic.subscribe("s", handler).start().unwrap();
     topic.publish(Event::new("e", 1).unwrap()).await.unwrap();
-    let event = flowgate_testkit::wait::within("the event", received.recv())
-        .await
-        .unwrap();
+    let event = within("the event", received.recv()).await.unwrap();
     assert!(event.metadata().is_empty(), "{:?}", event.metadata());
     quiet.shutdown(Duration::from_secs(5)).await;
 }
@@ -55,9 +53,7 @@ async fn with_a_subscriber_the_spans_link_up() {
     let order = Event::new("order.placed", 7).unwrap().with_key("order-7");
     let order_id = order.id();
     let published = orders.publish(order).await.unwrap();
-    let invoice = flowgate_testkit::wait::within("the invoice", received.recv())
-        .await
-        .unwrap();
+    let invoice = within("the invoice", received.recv()).await.unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || log
             .named("flowgate.handle")
@@ -123,6 +119,8 @@ async fn with_a_subscriber_the_spans_link_up() {
         invoice_pub.field("span_id")
     );
     assert!(invoice.metadata().contains_key(TRACEPARENT));
+
+    a_given_traceparent_stays(&log, &invoices, &mut received).await;
     bus.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -147,4 +145,35 @@ fn fail_once_then_invoice(orders: &Topic<u32>, invoices: &Topic<u32>) -> Subscri
         })
         .start()
         .unwrap()
+}
+
+/// An event that comes with a traceparent of its own stays in that trace, under that span.
+async fn a_given_traceparent_stays(
+    log: &SpanLog,
+    invoices: &Topic<u32>,
+    received: &mut flowgate::flow::EventStream<u32>,
+) {
+    let caller = TraceContext {
+        trace_id: 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+        span_id: 0xb7ad_6b71_6920_3331,
+    };
+    let given = Event::new("invoice.due", 9)
+        .unwrap()
+        .with_metadata(TRACEPARENT, caller.to_traceparent());
+    invoices.publish(given).await.unwrap();
+    let forwarded = within("the forwarded event", received.recv())
+        .await
+        .unwrap();
+    let publish = log.named("flowgate.publish").pop().unwrap();
+    assert_eq!(publish.field("parent_id"), Some("b7ad6b7169203331"));
+    assert_eq!(
+        publish.field("trace_id"),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
+    let carried = TraceContext::of(&forwarded).unwrap();
+    assert_eq!(carried.trace_id, caller.trace_id);
+    assert_eq!(
+        Some(format!("{:016x}", carried.span_id).as_str()),
+        publish.field("span_id")
+    );
 }

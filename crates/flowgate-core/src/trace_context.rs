@@ -3,7 +3,7 @@
 //! to its publish's span in the same process or in another one (the Redis backend).
 //!
 //! - `flowgate.publish` (level DEBUG): fields `topic`, `partition`, `event_id`, `trace_id`,
-//!   `span_id`.
+//!   `span_id`, and `parent_id` when the event came with a `traceparent` of its own.
 //! - `flowgate.handle` (level DEBUG), one per handler invocation: fields `topic`,
 //!   `partition`, `subscriber`, `event_id`, `attempt`, `trace_id`, `span_id`, and
 //!   `parent_id`: the `span_id` of the publish that made the event.
@@ -14,7 +14,8 @@
 //! the event being handled; any other event starts a trace whose id is its event id. So a
 //! chain of events across topics and processes shares one `trace_id`, and each `flowgate.handle`
 //! names its publish through `parent_id`. An event published with a `traceparent` of its own
-//! (set by the caller, for example from an OpenTelemetry propagator) keeps it as its parent.
+//! (set by the caller, for example from an OpenTelemetry propagator) stays in that trace, and
+//! its publish span names the caller's span as `parent_id`.
 //!
 //! With the spans disabled (no subscriber, or a level filter above DEBUG), nothing is written
 //! into the event and no id is drawn: a disabled span costs a check of the callsite's
@@ -128,7 +129,9 @@ fn new_span_id() -> u64 {
 }
 
 /// Opens the `flowgate.publish` span of `event`, bound for `partition` of `topic`. When the
-/// span is enabled, writes the event's `traceparent` (unless it has one) and records the ids.
+/// span is enabled, records the ids and writes the event's `traceparent`: this publish's
+/// span, in the trace of the `traceparent` the event came with (recorded as `parent_id`), else
+/// of the delivery running on the task, else a new trace named after the event id.
 /// For backends; the in-process bus calls it in `publish`.
 ///
 /// ```
@@ -147,17 +150,21 @@ pub fn publish_span<T>(topic: &str, partition: u32, event: &mut Event<T>) -> Spa
         event_id = Empty,
         trace_id = Empty,
         span_id = Empty,
+        parent_id = Empty,
     );
     if span.is_disabled() {
         return span;
     }
     let context = match TraceContext::of(event) {
-        // A publish from inside a span of the caller's own (an incoming request): its context
-        // is the parent; this publish's span is the event's `traceparent` from here on.
-        Some(given) => TraceContext {
-            trace_id: given.trace_id,
-            span_id: new_span_id(),
-        },
+        // The caller set a traceparent (an incoming request's, say): it is this publish's
+        // parent, and this publish's span becomes the event's traceparent from here on.
+        Some(given) => {
+            span.record("parent_id", display(format_args!("{:016x}", given.span_id)));
+            TraceContext {
+                trace_id: given.trace_id,
+                span_id: new_span_id(),
+            }
+        }
         None => TraceContext {
             trace_id: TraceContext::current()
                 .map_or_else(|| event.id().as_uuid().as_u128(), |c| c.trace_id),
@@ -196,7 +203,7 @@ pub struct HandleScope {
 /// use flowgate::trace_context::handle_scope;
 /// let event = flowgate::Event::new("order.placed", 7)?;
 /// let scope = handle_scope("orders", 0, "billing", &event, 1);
-/// assert_eq!(scope.run(async { 42 }).await, 42);
+/// assert_eq!(scope.run(|| async { 42 }).await, 42);
 /// # Ok(())
 /// # }
 /// ```
@@ -244,21 +251,26 @@ pub fn handle_scope<T>(
 }
 
 impl HandleScope {
-    /// Runs `call` inside the span, with the delivery's context current on the task.
+    /// Makes the invocation's future with `call` and runs it, both inside the span and with
+    /// the delivery's context current on the task (so a handler's synchronous work in
+    /// `Handler::call` is inside too).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), flowgate::CoreError> {
     /// let event = flowgate::Event::new("e", ())?;
     /// let scope = flowgate::trace_context::handle_scope("t", 0, "s", &event, 1);
-    /// scope.run(async {}).await;
+    /// assert_eq!(scope.run(|| async { 42 }).await, 42);
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn run<F: Future>(self, call: F) -> F::Output {
+    pub async fn run<F: Future>(self, call: impl FnOnce() -> F) -> F::Output {
         match self.enabled {
-            None => call.await,
-            Some((span, context)) => CURRENT.scope(context, call).instrument(span).await,
+            None => call().await,
+            Some((span, context)) => {
+                let future = span.in_scope(|| CURRENT.sync_scope(context, call));
+                CURRENT.scope(context, future).instrument(span).await
+            }
         }
     }
 }

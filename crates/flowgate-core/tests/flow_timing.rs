@@ -467,3 +467,26 @@ fn bad_operator_settings_are_typed_errors() {
         assert_eq!(setting(e), "probability");
     }
 }
+
+#[test]
+fn operators_can_be_built_outside_a_runtime() {
+    let batches = stream::iter(0..3)
+        .batch(Batching::new(2, Duration::from_secs(1)))
+        .unwrap();
+    let debounced = stream::iter(0..3)
+        .debounce_by(Debouncing::new(Duration::from_secs(1)), |n| *n)
+        .unwrap();
+    let limited = stream::iter(0..3)
+        .rate_limit_by(RateLimit::new(5, 1, Duration::from_secs(1)), |_| ())
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        assert_eq!(batches.collect::<Vec<_>>().await, [vec![0, 1], vec![2]]);
+        assert_eq!(debounced.collect::<Vec<_>>().await, [0, 1, 2]);
+        assert_eq!(limited.collect::<Vec<_>>().await, [0, 1, 2]);
+    });
+}

@@ -1019,7 +1019,7 @@ async fn handle<T: Send + Sync + 'static>(
     );
     #[cfg(feature = "metrics")]
     let started = std::time::Instant::now();
-    let outcome = scope.run(invoke(&member.handler, event)).await;
+    let outcome = scope.run(|| invoke(&member.handler, event)).await;
     #[cfg(feature = "metrics")]
     member.topic.counters[partition as usize]
         .handle_seconds

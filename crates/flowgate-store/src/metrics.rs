@@ -13,12 +13,15 @@
 //! | `flowgate_store_events` | gauge | events held now |
 //! | `flowgate_store_streams` | gauge | streams held now |
 //! | `flowgate_store_subscriptions` | gauge | open subscriptions |
-//! | `flowgate_store_subscription_lag_events` | histogram | for each event a subscription hands out, how many events were appended after it by then |
+//! | `flowgate_store_subscription_lag_events` | histogram | for each event a subscription hands out, how many events (of any stream) were appended to the store after it by then |
 //!
 //! The counters and gauges mirror [`stats()`](crate::Store::stats) when you call
 //! [`Store::report_metrics`](crate::Store::report_metrics), so an append does no metrics work.
 //! The lag is recorded for every event a subscription hands out (one atomic read and one
-//! histogram sample). A store's series go to the recorder installed when it was built.
+//! histogram sample). It counts global positions: for a subscription to all events it is how
+//! far behind the store's head it runs; for a stream or category subscription it also counts
+//! the other streams' events, so read it as "how much the store moved on since", not as that
+//! subscription's own backlog. A store's series go to the recorder installed when it was built.
 //!
 //! ```
 //! use flowgate::store::{ExpectedVersion, Store};

@@ -6,7 +6,6 @@
 //! when the input ends. No item is dropped.
 
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -94,7 +93,7 @@ pub struct Batch<S: Stream> {
     open: Vec<S::Item>,
     /// When the open batch is due; set by its first item.
     due: Option<Instant>,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     meter: FlowMeter,
 }
 
@@ -109,7 +108,7 @@ impl<S: Stream + Unpin> Batch<S> {
             config,
             open: Vec::new(),
             due: None,
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            sleep: None,
             meter: FlowMeter::default(),
         })
     }
@@ -190,8 +189,7 @@ impl<S: Stream + Unpin> Stream for Batch<S> {
             let Some(due) = this.due else {
                 return Poll::Pending;
             };
-            this.sleep.as_mut().reset(due);
-            if this.sleep.as_mut().poll(cx).is_pending() {
+            if super::wait_until(&mut this.sleep, due, cx).is_pending() {
                 return Poll::Pending;
             }
         }

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -156,7 +155,7 @@ pub struct Debounce<S: Stream, K, F> {
     /// Tie-breaker for `due`: one more per item received.
     seq: u64,
     /// Armed for the first entry of `due`.
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     meter: FlowMeter,
 }
 
@@ -187,7 +186,7 @@ where
             held: HashMap::new(),
             due: BTreeMap::new(),
             seq: 0,
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            sleep: None,
             meter: FlowMeter::default(),
         })
     }
@@ -311,8 +310,7 @@ where
             let Some((&(at, _), _)) = this.due.first_key_value() else {
                 return Poll::Pending;
             };
-            this.sleep.as_mut().reset(at);
-            if this.sleep.as_mut().poll(cx).is_pending() {
+            if super::wait_until(&mut this.sleep, at, cx).is_pending() {
                 return Poll::Pending;
             }
         }

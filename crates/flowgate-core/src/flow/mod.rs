@@ -73,6 +73,24 @@ pub use stats::{FlowMeter, FlowStats};
 
 use crate::CoreError;
 
+/// Polls a timer for `at`, made on first use (inside the runtime that polls the operator, so
+/// that building an operator outside one does not panic) and reused after.
+fn wait_until(
+    sleep: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    at: tokio::time::Instant,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<()> {
+    use std::future::Future;
+    let sleep = match sleep {
+        Some(sleep) => {
+            sleep.as_mut().reset(at);
+            sleep
+        }
+        None => sleep.insert(Box::pin(tokio::time::sleep_until(at))),
+    };
+    sleep.as_mut().poll(cx)
+}
+
 /// The flow-control operators, on every [`Stream`] that is `Unpin`.
 ///
 /// Each checks its configuration and returns [`CoreError::InvalidConfig`] with what to change,

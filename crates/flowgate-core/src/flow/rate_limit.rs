@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -93,8 +92,8 @@ impl RateLimit {
     }
 
     /// Track at most `max_keys` keys (default 10,000). Keys whose bucket is full again are
-    /// forgotten first; past that, the buckets closest to full are forgotten, counted as
-    /// `evicted_keys`.
+    /// forgotten first; when that frees less than an eighth of `max_keys`, the buckets
+    /// closest to full are forgotten too (erring on admitting), counted as `evicted_keys`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -202,7 +201,7 @@ pub struct RateLimited<S: Stream, K, F> {
     slack: u128,
     /// The item waiting for a token (`Overflow::Wait`), its key, and since when.
     waiting: Option<(S::Item, K, Instant)>,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     meter: FlowMeter,
 }
 
@@ -227,7 +226,7 @@ where
             step,
             slack: u128::from(config.burst - 1) * step,
             waiting: None,
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            sleep: None,
             meter: FlowMeter::default(),
         })
     }
@@ -275,20 +274,23 @@ where
         true
     }
 
-    /// Keeps the buckets under `max_keys` before one more is added: forgets the full ones,
-    /// and if none is full, the eighth closest to full (so the scan is paid once per many
-    /// new keys).
+    /// Keeps the buckets under `max_keys` before one more is added. When the map is full, it
+    /// forgets the full buckets, and if that left less than an eighth of `max_keys` free, the
+    /// buckets closest to full until an eighth is free: the scan is paid once per
+    /// `max_keys / 8` new keys at most, whatever the keys' pattern.
     fn make_room(&mut self, now: u128) {
-        if self.buckets.len() < self.config.max_keys {
+        let max = self.config.max_keys;
+        if self.buckets.len() < max {
             return;
         }
         self.buckets.retain(|_, full_at| *full_at > now);
-        if self.buckets.len() < self.config.max_keys {
+        let keep = max - (max / 8).max(1);
+        if self.buckets.len() <= keep {
             return;
         }
-        let mut ages: Vec<u128> = self.buckets.values().copied().collect();
-        let evict = (ages.len() / 8).max(1);
-        let (_, &mut cut, _) = ages.select_nth_unstable(evict - 1);
+        let evict = self.buckets.len() - keep;
+        let mut full_at: Vec<u128> = self.buckets.values().copied().collect();
+        let (_, &mut cut, _) = full_at.select_nth_unstable(evict - 1);
         let before = self.buckets.len();
         let mut left = evict;
         self.buckets.retain(|_, full_at| {
@@ -345,8 +347,7 @@ where
                 }
                 let at = this.next_token(&key);
                 this.waiting = Some((item, key, since));
-                this.sleep.as_mut().reset(at);
-                if this.sleep.as_mut().poll(cx).is_pending() {
+                if super::wait_until(&mut this.sleep, at, cx).is_pending() {
                     return Poll::Pending;
                 }
                 continue;

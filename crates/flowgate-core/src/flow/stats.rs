@@ -3,8 +3,10 @@
 //!
 //! Invariant: every item an operator took from its input is in exactly one of `passed`,
 //! `coalesced`, `dropped` or `pending`, so `received == passed + coalesced + dropped + pending`
-//! holds in every snapshot taken while the operator is not being polled, and always once the
-//! operator's output has ended.
+//! holds in a snapshot taken between two polls by the task polling the operator, and in any
+//! snapshot taken after the output ended by a reader that synchronized with that task (joined
+//! it, or was told through a channel). The counters are `Relaxed`: a snapshot taken by another
+//! thread while the operator runs may be off by the items in motion.
 
 use std::fmt;
 
