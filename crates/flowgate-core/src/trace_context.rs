@@ -128,6 +128,17 @@ fn new_span_id() -> u64 {
     fastrand::u64(1..)
 }
 
+/// Records the event id and `context`'s ids on an enabled span, in hexadecimal as in a
+/// `traceparent`.
+fn record_ids<T>(span: &Span, event: &Event<T>, context: TraceContext) {
+    span.record("event_id", display(event.id()));
+    span.record(
+        "trace_id",
+        display(format_args!("{:032x}", context.trace_id)),
+    );
+    span.record("span_id", display(format_args!("{:016x}", context.span_id)));
+}
+
 /// Opens the `flowgate.publish` span of `event`, bound for `partition` of `topic`. When the
 /// span is enabled, records the ids and writes the event's `traceparent`: this publish's
 /// span, in the trace of the `traceparent` the event came with (recorded as `parent_id`), else
@@ -171,12 +182,7 @@ pub fn publish_span<T>(topic: &str, partition: u32, event: &mut Event<T>) -> Spa
             span_id: new_span_id(),
         },
     };
-    span.record("event_id", display(event.id()));
-    span.record(
-        "trace_id",
-        display(format_args!("{:032x}", context.trace_id)),
-    );
-    span.record("span_id", display(format_args!("{:016x}", context.span_id)));
+    record_ids(&span, event, context);
     event
         .metadata_mut()
         .insert(TRACEPARENT.to_owned(), context.to_traceparent());
@@ -233,12 +239,7 @@ pub fn handle_scope<T>(
         trace_id: parent.map_or_else(|| event.id().as_uuid().as_u128(), |p| p.trace_id),
         span_id: new_span_id(),
     };
-    span.record("event_id", display(event.id()));
-    span.record(
-        "trace_id",
-        display(format_args!("{:032x}", context.trace_id)),
-    );
-    span.record("span_id", display(format_args!("{:016x}", context.span_id)));
+    record_ids(&span, event, context);
     if let Some(parent) = parent {
         span.record(
             "parent_id",
