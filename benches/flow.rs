@@ -23,8 +23,11 @@
 // Counts are far below 2^52; ratios are printed, not computed on.
 #![allow(clippy::cast_precision_loss)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{median, runtime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowgate::bus::{Bus, DeliveryMode};
 use flowgate::flow::{Batching, Debouncing, EventStream, FlowExt, RateLimit, Sampling};
@@ -135,19 +138,6 @@ async fn run(variant: Variant) -> Duration {
     let outputs = reader.await.expect("reader");
     assert!(outputs > 0, "{variant:?} handed nothing on");
     started.elapsed()
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 /// Paired rounds: each variant once per round, in a rotating order; per-event medians and the

@@ -27,11 +27,14 @@
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{median, runtime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowgate::bus::{Bus, DedupeWindowConfig, Topic};
 use flowgate::emitter::{Backpressure, Emitter};
@@ -141,15 +144,6 @@ fn run<S: Sink>(runtime: &Runtime, sink: &S, done: &Arc<Done>, iters: u64) -> Du
             sink.send(event.clone()).await;
         }
     })
-}
-
-/// The 2-thread runtime every hand-off runs on.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// A bounded tokio mpsc channel whose consumer task ticks `done`; call inside the runtime.
@@ -456,11 +450,6 @@ fn paired_ratios(variants: &mut [Variant<'_>], yield_every: u64) {
             median(ratios)
         );
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 fn bench_partitions(c: &mut Criterion) {

@@ -20,8 +20,11 @@
 // Counts are far below 2^52; ratios are printed, not computed on.
 #![allow(clippy::cast_precision_loss)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{median, runtime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowgate::bus::{Bus, DeliveryMode};
 use flowgate::Event;
@@ -68,11 +71,6 @@ async fn run(recorder: Option<&PrometheusRecorder>) -> (Duration, Duration) {
     (publishing, started.elapsed())
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
 fn paired(rt: &Runtime, recorder: &PrometheusRecorder) {
     let per_event = |d: Duration| d.as_secs_f64() * 1e9 / f64::from(EVENTS);
     let (mut off, mut on) = (Vec::new(), Vec::new());
@@ -110,11 +108,7 @@ fn paired(rt: &Runtime, recorder: &PrometheusRecorder) {
 }
 
 fn metrics_on_the_bus(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let recorder = PrometheusBuilder::new().build_recorder();
     paired(&rt, &recorder);
     let mut group = c.benchmark_group("metrics");

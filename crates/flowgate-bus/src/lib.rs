@@ -92,5 +92,5 @@ pub use bus::{Bus, BusReport, TopicBuilder};
 pub use config::{Backpressure, DedupeWindowConfig, DeliveryMode, TopicConfig, MAX_PARTITIONS};
 pub use error::{BusError, PublishError};
 pub use pattern::{PatternSubscription, PatternSubscriptionBuilder};
-pub use stats::{DedupeStats, PartitionStats, TopicStats};
+pub use stats::{DedupeStats, PartitionCounters, PartitionStats, TopicStats};
 pub use topic::{Published, Subscription, SubscriptionBuilder, Topic, TopicReport, Undelivered};

@@ -4,33 +4,59 @@ use std::time::Duration;
 
 use flowgate_core::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one partition, shared by its publishers and its lanes' workers.
+/// Counters of one partition, shared by its publishers and its lanes' workers; also the
+/// building block of other backends (the Redis one keeps its own per-process figures in one),
+/// so that every backend counts, times and traces deliveries the same way.
 ///
 /// Relaxed everywhere: each counter is a tally read only for reporting; no other memory is
 /// published through it.
+///
+/// ```
+/// use flowgate::bus::PartitionCounters;
+/// let counters = PartitionCounters::new("orders", 3);
+/// PartitionCounters::add(&counters.published, 2);
+/// let stats = counters.stats();
+/// assert_eq!((stats.partition, stats.published), (3, 2));
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// The topic's name and this partition's index: the handle spans' fields.
-    pub(crate) topic: std::sync::Arc<str>,
-    pub(crate) partition: u32,
+pub struct PartitionCounters {
+    /// The topic's name: the handle spans' field and the metrics' label.
+    pub topic: std::sync::Arc<str>,
+    /// This partition's index.
+    pub partition: u32,
     /// How long each handler invocation took (feature `metrics`); registered with the
     /// recorder installed when the topic was created.
     #[cfg(feature = "metrics")]
-    pub(crate) handle_seconds: crate::metrics::HandleHistogram,
-    pub(crate) published: AtomicU64,
-    pub(crate) rejected: AtomicU64,
-    pub(crate) duplicates: AtomicU64,
-    pub(crate) processed: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) deduplicated: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+    pub handle_seconds: crate::metrics::HandleHistogram,
+    /// Publishes accepted.
+    pub published: AtomicU64,
+    /// Publishes refused.
+    pub rejected: AtomicU64,
+    /// Publishes acknowledged as duplicates.
+    pub duplicates: AtomicU64,
+    /// Deliveries that returned `Ok`.
+    pub processed: AtomicU64,
+    /// Attempts that failed.
+    pub failed: AtomicU64,
+    /// Attempts scheduled again.
+    pub retried: AtomicU64,
+    /// Events dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Deliveries skipped as already handled.
+    pub deduplicated: AtomicU64,
+    /// Events dropped by a drop policy.
+    pub dropped: AtomicU64,
 }
 
 impl Counters {
-    /// Partition `partition`'s counters of topic `topic`.
-    pub(crate) fn new(topic: &str, partition: u32) -> Self {
+    /// Partition `partition`'s counters of topic `topic` (and its handle-latency histogram,
+    /// registered with the current recorder, with the feature `metrics`).
+    ///
+    /// ```
+    /// let counters = flowgate::bus::PartitionCounters::new("orders", 0);
+    /// assert_eq!(counters.stats().processed, 0);
+    /// ```
+    pub fn new(topic: &str, partition: u32) -> Self {
         Self {
             topic: std::sync::Arc::from(topic),
             partition,
@@ -42,8 +68,23 @@ impl Counters {
 
     /// Invokes `handler` for `subscriber`'s attempt `attempt`, inside its `flowgate.handle`
     /// span, timing it into the handle-latency histogram (feature `metrics`).
+    ///
+    /// # Errors
+    ///
+    /// The handler's error (a panic is caught and returned as `HandlerError::Panicked`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// use flowgate::{BoxHandler, Event};
+    /// let counters = flowgate::bus::PartitionCounters::new("orders", 0);
+    /// let handler = BoxHandler::new(|_: Event<u8>| async { Ok(()) });
+    /// assert!(counters.invoke(&handler, "billing", 1, Event::new("e", 1)?).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[inline]
-    pub(crate) async fn invoke<T: Send + Sync + 'static>(
+    pub async fn invoke<T: Send + Sync + 'static>(
         &self,
         handler: &flowgate_core::BoxHandler<T>,
         subscriber: &str,
@@ -65,11 +106,31 @@ impl Counters {
         outcome
     }
 
+    /// Adds `n` to `counter` (one of this struct's).
+    ///
+    /// ```
+    /// let counters = flowgate::bus::PartitionCounters::default();
+    /// flowgate::bus::PartitionCounters::add(&counters.failed, 1);
+    /// assert_eq!(counters.stats().failed, 1);
+    /// ```
     #[inline]
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// The counts now, as this partition's figures (depth and in-flight are the backend's to
+    /// fill in).
+    ///
+    /// ```
+    /// assert_eq!(flowgate::bus::PartitionCounters::new("t", 1).stats().partition, 1);
+    /// ```
+    pub fn stats(&self) -> PartitionStats {
+        PartitionStats::read(self.partition, self)
+    }
 }
+
+/// The bus's own name for its partition counters.
+pub(crate) type Counters = PartitionCounters;
 
 /// One partition's figures, summed over the topic's subscribers.
 ///

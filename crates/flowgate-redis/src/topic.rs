@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flowgate_bus::{
     BackendSubscription, BackendTopic, Backpressure, BusError, DedupeStats, DeliveryMode,
-    PartitionStats, PublishError, Published, SubscribeRequest, TopicConfig, TopicReport,
+    PartitionCounters, PublishError, Published, SubscribeRequest, TopicConfig, TopicReport,
     TopicStats, Undelivered,
 };
 use flowgate_core::{partition_for, partition_of_hash, BoxFuture, Event};
@@ -28,36 +28,22 @@ use crate::wire;
 /// fields to `XADD` with Lua's `unpack`, which returns at most about 8,000 values.
 const MAX_FIELDS: usize = 4_000;
 
-/// This process's counters of one partition.
+/// This process's counters of one partition: the bus's (so every backend counts, times and
+/// traces deliveries alike), and what this process holds of it.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// Handler invocation times (feature `metrics`).
-    #[cfg(feature = "metrics")]
-    pub(crate) handle_seconds: flowgate_bus::metrics::HandleHistogram,
-    pub(crate) published: AtomicU64,
-    pub(crate) rejected: AtomicU64,
-    pub(crate) duplicates: AtomicU64,
-    pub(crate) processed: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) deduplicated: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+    pub(crate) common: PartitionCounters,
     /// Entries this process fetched and has not started.
     pub(crate) queued: AtomicUsize,
     /// Deliveries this process runs.
     pub(crate) in_flight: AtomicUsize,
 }
 
-impl Counters {
-    /// Partition `partition`'s counters of topic `topic`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn new(topic: &str, partition: u32) -> Self {
-        Self {
-            #[cfg(feature = "metrics")]
-            handle_seconds: flowgate_bus::metrics::HandleHistogram::new(topic, partition),
-            ..Self::default()
-        }
+impl std::ops::Deref for Counters {
+    type Target = PartitionCounters;
+
+    fn deref(&self) -> &PartitionCounters {
+        &self.common
     }
 }
 
@@ -174,7 +160,10 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
             .map(|p| keys.partition(p))
             .collect();
         let counters = (0..config.partitions.get())
-            .map(|p| Counters::new(&name, p))
+            .map(|p| Counters {
+                common: PartitionCounters::new(&name, p),
+                ..Counters::default()
+            })
             .collect();
         let policy = match config.backpressure {
             Backpressure::DropNewest => "newest",
@@ -473,18 +462,7 @@ impl<T: Send + Sync + 'static> RedisTopic<T> {
         let mut evicted = 0u64;
         for (p, keys) in inner.partitions.iter().enumerate() {
             let counters = &inner.counters[p];
-            let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            let mut stats = PartitionStats::default();
-            stats.partition = p as u32;
-            stats.published = get(&counters.published);
-            stats.rejected = get(&counters.rejected);
-            stats.duplicates = get(&counters.duplicates);
-            stats.processed = get(&counters.processed);
-            stats.failed = get(&counters.failed);
-            stats.retried = get(&counters.retried);
-            stats.dead_lettered = get(&counters.dead_lettered);
-            stats.deduplicated = get(&counters.deduplicated);
-            stats.dropped = get(&counters.dropped);
+            let mut stats = counters.stats();
             stats.in_flight = counters.in_flight.load(Ordering::Relaxed);
             stats.depth = counters.queued.load(Ordering::Relaxed);
             for group in &groups {

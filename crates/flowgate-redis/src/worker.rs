@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate_bus::DeliveryMode;
-use flowgate_core::{invoke, DeadLetter, Event, HandlerError, Key, RetryPolicy};
+use flowgate_core::{DeadLetter, Event, HandlerError, Key, RetryPolicy};
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -1010,19 +1010,7 @@ async fn handle<T: Send + Sync + 'static>(
     attempt: u32,
     event: Event<T>,
 ) -> flowgate_core::HandlerResult {
-    let scope = flowgate_core::trace_context::handle_scope(
-        &member.topic.name,
-        partition,
-        &member.name,
-        &event,
-        attempt,
-    );
-    #[cfg(feature = "metrics")]
-    let started = std::time::Instant::now();
-    let outcome = scope.run(|| invoke(&member.handler, event)).await;
-    #[cfg(feature = "metrics")]
     member.topic.counters[partition as usize]
-        .handle_seconds
-        .record(started.elapsed());
-    outcome
+        .invoke(&member.handler, &member.name, attempt, event)
+        .await
 }

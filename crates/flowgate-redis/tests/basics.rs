@@ -180,9 +180,7 @@ async fn a_full_partition_rejects_and_shutdown_reports_what_was_owed() {
 async fn a_plain_subscriber_leaving_gets_back_what_it_was_owed() {
     let server = common::server();
     let bus = common::bus(&server, "leave").await;
-    let topic = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
-        .await
-        .unwrap();
+    let topic = common::jobs(&bus).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let handled = Arc::new(Mutex::new(Vec::new()));
     let (opened, log) = (Arc::clone(&gate), Arc::clone(&handled));
@@ -267,9 +265,7 @@ async fn bad_input_gets_typed_errors() {
 async fn a_publish_while_redis_is_down_fails_typed_and_retryable() {
     let mut server = common::server();
     let bus = common::bus(&server, "outage").await;
-    let topic = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
-        .await
-        .unwrap();
+    let topic = common::jobs(&bus).await;
     topic.publish(Event::new("job", 1).unwrap()).await.unwrap();
     server.kill();
     let refused = topic
@@ -485,9 +481,7 @@ async fn a_dead_plain_subscribers_group_stops_holding_the_room() {
 async fn an_event_with_too_much_metadata_is_refused_not_the_batch() {
     let server = common::server();
     let bus = common::bus(&server, "metadata").await;
-    let jobs = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
-        .await
-        .unwrap();
+    let jobs = common::jobs(&bus).await;
     let mut heavy = Event::new("job", 1).unwrap();
     for n in 0..3_000 {
         heavy = heavy.with_metadata(format!("m{n}"), "x");
@@ -525,9 +519,7 @@ async fn a_handler_running_past_the_lease_is_not_taken_over() {
         let starts = Arc::clone(&starts);
         let bus = bus.clone();
         async move {
-            let jobs = Backend::<u32>::create_topic(&bus, "jobs", TopicSettings::default())
-                .await
-                .unwrap();
+            let jobs = common::jobs(&bus).await;
             let slow = SubscribeRequest::new("worker", move |_: Event<u32>| {
                 *starts.lock().unwrap() += 1;
                 async {

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use flowgate::redis::RedisBus;
+use flowgate::bus::{Backend, TopicSettings};
+use flowgate::redis::{RedisBus, RedisTopic};
 use flowgate_testkit::redis_server::RedisServer;
 
 /// A private server for this test; a failure to start says how to install redis-server.
@@ -37,4 +38,11 @@ pub(crate) async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnecti
         .get_multiplexed_async_connection()
         .await
         .expect("connect to the test's redis-server")
+}
+
+/// The topic most tests use: `jobs`, `u32` payloads, default settings.
+pub(crate) async fn jobs(bus: &RedisBus) -> RedisTopic<u32> {
+    Backend::<u32>::create_topic(bus, "jobs", TopicSettings::default())
+        .await
+        .expect("create the jobs topic")
 }
