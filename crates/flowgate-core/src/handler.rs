@@ -17,8 +17,10 @@
 //! # assert_handler(&handler);
 //! ```
 //!
-//! Each invocation costs one heap allocation: the boxed future that erases the handler's
-//! concrete future type. Every middleware layer wrapped around a handler adds one more.
+//! [`Handler::call`] returns a boxed future: one heap allocation per invocation, and every
+//! middleware layer wrapped around a handler adds one more. The emitter calls
+//! [`Handler::call_inline`] instead, which writes a closure's future into an [`InlineSlot`]
+//! inside the emitter's own future, so a small handler runs without any allocation.
 //!
 //! Calling a handler through [`invoke`] catches panics, both in `call` and while the future is
 //! polled, and turns them into [`HandlerError::Panicked`] (a retryable failure), so a panicking
@@ -31,7 +33,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::{Event, HandlerError};
+use pin_project_lite::pin_project;
+
+use crate::{Event, HandlerError, InlineSlot};
 
 /// A boxed, `Send` future.
 ///
@@ -102,6 +106,46 @@ pub type HandlerResult = Result<(), HandlerError>;
 pub trait Handler<T>: Send + Sync + 'static {
     /// Starts handling `event`. The returned future does the work; dropping it cancels it.
     fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult>;
+
+    /// Like [`call`](Self::call), but writes the future into `slot`, which lives inside the
+    /// caller's own future: see [`InlineSlot`]. An inline `emit` and the emitter's workers call
+    /// this.
+    ///
+    /// The provided implementation stores [`call`](Self::call)'s boxed future (one allocation,
+    /// as before); closures override it and allocate nothing when their future fits. Override
+    /// it the same way in a handler of your own:
+    ///
+    /// ```
+    /// use std::pin::{pin, Pin};
+    /// use flowgate::{BoxFuture, Event, Handler, HandlerResult, InlineSlot};
+    ///
+    /// struct Audit;
+    ///
+    /// impl Handler<u64> for Audit {
+    ///     fn call(&self, event: Event<u64>) -> BoxFuture<'static, HandlerResult> {
+    ///         Box::pin(audit(event))
+    ///     }
+    ///     fn call_inline(&self, event: Event<u64>, slot: Pin<&mut InlineSlot>) {
+    ///         slot.emplace(audit(event));
+    ///     }
+    /// }
+    ///
+    /// async fn audit(event: Event<u64>) -> HandlerResult {
+    ///     assert!(*event.payload() > 0);
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let mut slot = pin!(InlineSlot::new());
+    /// Audit.call_inline(Event::new("audit", 7)?, slot.as_mut());
+    /// assert!(slot.is_inline());
+    /// slot.await.unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn call_inline(&self, event: Event<T>, slot: Pin<&mut InlineSlot>) {
+        slot.emplace_box(self.call(event));
+    }
 }
 
 impl<T, F, Fut> Handler<T> for F
@@ -111,6 +155,11 @@ where
 {
     fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
         Box::pin(self(event))
+    }
+
+    #[inline]
+    fn call_inline(&self, event: Event<T>, slot: Pin<&mut InlineSlot>) {
+        slot.emplace(self(event));
     }
 }
 
@@ -190,6 +239,11 @@ impl<T: 'static> Handler<T> for BoxHandler<T> {
     fn call(&self, event: Event<T>) -> BoxFuture<'static, HandlerResult> {
         self.inner.call(event)
     }
+
+    #[inline]
+    fn call_inline(&self, event: Event<T>, slot: Pin<&mut InlineSlot>) {
+        self.inner.call_inline(event, slot);
+    }
 }
 
 /// Calls `handler` with panics caught; see [`Invoke`].
@@ -215,74 +269,113 @@ pub fn invoke<T, H: Handler<T> + ?Sized>(handler: &H, event: Event<T>) -> Invoke
     }
 }
 
-/// How [`start`] left an invocation.
-///
-/// ```
-/// use std::future::poll_fn;
-/// use std::task::Poll;
-/// use flowgate::{start, Event, Started};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), flowgate::CoreError> {
-/// let waits_once = |_: Event<()>| async {
-///     tokio::task::yield_now().await;
-///     Ok(())
-/// };
-/// let mut event = Some(Event::new("a", ())?);
-/// let started = poll_fn(|cx| Poll::Ready(start(&waits_once, event.take().unwrap(), cx))).await;
-/// let Started::Pending(rest) = started else {
-///     panic!("the handler yields on its first poll");
-/// };
-/// assert!(rest.await.is_ok());
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-#[must_use = "a pending invocation does nothing until polled"]
-pub enum Started {
-    /// The handler finished on its first poll (panics turned into
-    /// [`HandlerError::Panicked`]).
-    Done(HandlerResult),
-    /// The handler is waiting; poll the [`Invoke`] to drive it on.
-    Pending(Invoke),
+pin_project! {
+    /// One handler invocation whose future lives inside this value ([`InlineSlot`]), with
+    /// panics caught in `call` and in every poll and turned into [`HandlerError::Panicked`].
+    ///
+    /// [`start`](Self::start) calls the handler and polls its future once, under a single
+    /// unwind guard: a dispatcher that must know when a handler *started* gets that moment from
+    /// it, and most handlers finish there. One that is still waiting is driven on by polling
+    /// this value, which must stay pinned where it started (it is usually a field of the
+    /// dispatcher's own future).
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::pin::pin;
+    /// use std::task::Poll;
+    /// use flowgate::{Event, HandlerError, InlineCall};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), flowgate::CoreError> {
+    /// let waits_once = |_: Event<()>| async {
+    ///     tokio::task::yield_now().await;
+    ///     Ok(())
+    /// };
+    /// let mut call = pin!(InlineCall::new());
+    /// let mut event = Some(Event::new("a", ())?);
+    /// let first = poll_fn(|cx| Poll::Ready(call.as_mut().start(&waits_once, event.take().unwrap(), cx))).await;
+    /// assert!(first.is_pending() && call.is_running());
+    /// assert!(call.await.is_ok());
+    ///
+    /// let boom = |_: Event<()>| async { panic!("bug") };
+    /// let mut call = pin!(InlineCall::new());
+    /// let mut event = Some(Event::new("a", ())?);
+    /// let first = poll_fn(|cx| Poll::Ready(call.as_mut().start(&boom, event.take().unwrap(), cx))).await;
+    /// assert!(matches!(first, Poll::Ready(Err(HandlerError::Panicked { .. }))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use = "a pending invocation does nothing until polled"]
+    #[derive(Default)]
+    pub struct InlineCall {
+        #[pin]
+        slot: InlineSlot,
+    }
 }
 
-/// Calls `handler` and polls its future once, with panics caught in both, under a single unwind
-/// guard. Most handlers finish on their first poll, so this is the cheap way in; a dispatcher
-/// that must know when a handler *started* also gets that moment from it.
-///
-/// ```
-/// use std::task::{Context, Waker};
-/// use flowgate::{start, Event, HandlerError, Started};
-///
-/// let mut cx = Context::from_waker(Waker::noop());
-/// let ok = |_: Event<()>| async { Ok(()) };
-/// assert!(matches!(start(&ok, Event::new("a", ())?, &mut cx), Started::Done(Ok(()))));
-/// let boom = |_: Event<()>| async { panic!("bug") };
-/// assert!(matches!(
-///     start(&boom, Event::new("a", ())?, &mut cx),
-///     Started::Done(Err(HandlerError::Panicked { .. }))
-/// ));
-/// # Ok::<(), flowgate::CoreError>(())
-/// ```
-pub fn start<T, H: Handler<T> + ?Sized>(
-    handler: &H,
-    event: Event<T>,
-    cx: &mut Context<'_>,
-) -> Started {
-    let first = catch_unwind(AssertUnwindSafe(|| {
-        let mut future = handler.call(event);
-        match future.as_mut().poll(cx) {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => Err(future),
+impl InlineCall {
+    /// An invocation not started yet.
+    pub const fn new() -> Self {
+        Self {
+            slot: InlineSlot::new(),
         }
-    }));
-    match first {
-        Ok(Ok(result)) => Started::Done(result),
-        Ok(Err(future)) => Started::Pending(Invoke {
-            state: InvokeState::Running(future),
-        }),
-        Err(payload) => Started::Done(Err(HandlerError::from_panic(payload.as_ref()))),
+    }
+
+    /// Calls `handler` with `event` and polls its future once. `Ready` is the outcome (the
+    /// future is dropped then); `Pending` means the handler is waiting: poll `self` on.
+    ///
+    /// A call that is still running is dropped (cancelled) first.
+    pub fn start<T, H: Handler<T> + ?Sized>(
+        self: Pin<&mut Self>,
+        handler: &H,
+        event: Event<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<HandlerResult> {
+        let mut slot = self.project().slot;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            handler.call_inline(event, slot.as_mut());
+        })) {
+            slot.clear();
+            return Poll::Ready(Err(HandlerError::from_panic(payload.as_ref())));
+        }
+        poll_caught(slot, cx)
+    }
+
+    /// Whether a started handler is still waiting.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.slot.is_occupied()
+    }
+}
+
+impl Future for InlineCall {
+    type Output = HandlerResult;
+
+    /// Drives a started handler on. Polled when none is running (never started, or already
+    /// finished), it resolves to a [`HandlerError::Panicked`] saying so.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<HandlerResult> {
+        poll_caught(self.project().slot, cx)
+    }
+}
+
+/// Polls the stored future with panics caught. The slot drops it once it finished; one that
+/// panicked is dropped here (it may hold broken state: never poll it again).
+#[inline]
+fn poll_caught(mut slot: Pin<&mut InlineSlot>, cx: &mut Context<'_>) -> Poll<HandlerResult> {
+    match catch_unwind(AssertUnwindSafe(|| slot.as_mut().poll(cx))) {
+        Ok(poll) => poll,
+        Err(payload) => {
+            slot.clear();
+            Poll::Ready(Err(HandlerError::from_panic(payload.as_ref())))
+        }
+    }
+}
+
+impl fmt::Debug for InlineCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineCall")
+            .field("running", &self.is_running())
+            .finish()
     }
 }
 

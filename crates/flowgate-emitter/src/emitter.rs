@@ -1,6 +1,7 @@
 //! The emitter handle, its builder, and subscription builder.
 
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -9,8 +10,8 @@ use flowgate_core::middleware::{Identity, Stack};
 use flowgate_core::sync::atomic::{AtomicBool, Ordering};
 use flowgate_core::sync::Mutex;
 use flowgate_core::{
-    BoxHandler, DeadLetterSink, Event, Handler, HandlerError, Layer, LogDeadLetters, Pattern,
-    RetryPolicy,
+    BoxHandler, DeadLetterSink, Event, Handler, HandlerError, HandlerResult, Layer, LogDeadLetters,
+    Pattern, RetryPolicy,
 };
 use flume::{Sender, TrySendError};
 use tokio::sync::{Notify, Semaphore};
@@ -792,24 +793,31 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         if shared.submit_gate.is_closed() {
             return Err(EmitError::ShutDown(event));
         }
-        Counters::add(&shared.counters.emitted, 1);
+        let counters = &*shared.counters;
         let snapshot = shared.registry.peek();
         let (succeeded, failures) = if snapshot.has_patterns() {
+            Counters::add(&counters.emitted, 1);
             // The iterator matches patterns against the name while the event moves on.
             let kind = event.kind().clone();
-            run_inline(&shared.counters, snapshot.matching(&kind), event).await
+            run_inline(counters, snapshot.matching(&kind), event).await
         } else {
             match snapshot.exact(event.kind()) {
                 // One handler, the common case: no iterator, no event copy.
-                [entry] => match Deliver::new(entry, event).await {
-                    None => (0, Vec::new()),
-                    Some(Ok(())) => (1, Vec::new()),
-                    Some(Err(error)) => (0, vec![failure(&shared.counters, entry, error)]),
+                [entry] => match run_one(counters, entry, event).await {
+                    One::Counted => return Ok(Emitted { handlers: 1 }),
+                    One::Outcome(None) => (0, Vec::new()),
+                    One::Outcome(Some(Ok(()))) => (1, Vec::new()),
+                    One::Outcome(Some(Err(error))) => (0, vec![failure(counters, entry, error)]),
                 },
-                entries => run_inline(&shared.counters, entries.iter(), event).await,
+                entries => {
+                    Counters::add(&counters.emitted, 1);
+                    run_inline(counters, entries.iter(), event).await
+                }
             }
         };
-        Counters::add(&shared.counters.handled, succeeded as u64);
+        if succeeded > 0 {
+            Counters::add(&counters.handled, succeeded as u64);
+        }
         if failures.is_empty() {
             Ok(Emitted {
                 handlers: succeeded,
@@ -1109,8 +1117,10 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         let shared = &*self.shared;
         let c = &*shared.counters;
         EmitterStats {
-            emitted: Counters::get(&c.emitted),
-            handled: Counters::get(&c.handled) + c.sum(|w| w.handled.load(Ordering::Relaxed)),
+            emitted: Counters::get(&c.emitted) + Counters::get(&c.inline_ok),
+            handled: Counters::get(&c.handled)
+                + Counters::get(&c.inline_ok)
+                + c.sum(|w| w.handled.load(Ordering::Relaxed)),
             failed: Counters::get(&c.failed) + c.sum(|w| w.failed.load(Ordering::Relaxed)),
             panicked: Counters::get(&c.panicked) + c.sum(|w| w.panicked.load(Ordering::Relaxed)),
             retried: c.sum(|w| w.retried.load(Ordering::Relaxed)),
@@ -1139,6 +1149,46 @@ fn failure<T>(counters: &Counters, entry: &Entry<T>, error: HandlerError) -> Han
         subscriber: Arc::clone(&entry.name),
         error,
     }
+}
+
+/// How [`run_one`] ended.
+enum One {
+    /// The handler succeeded on its first poll, and the emit is fully counted.
+    Counted,
+    /// Anything else; `emitted` is counted, the outcome is not.
+    Outcome(Option<HandlerResult>),
+}
+
+/// Runs the one matching handler of an inline emit, and counts the emit.
+///
+/// A handler that succeeds on its first poll (the common case) is counted with one update,
+/// `inline_ok`, which stands for one emit and one handled. Every other way counts `emitted`
+/// (when the handler first waits, so a dropped emit is counted too) and leaves the outcome to
+/// the caller.
+async fn run_one<T: Send + Sync + 'static>(
+    counters: &Counters,
+    entry: &Entry<T>,
+    event: Event<T>,
+) -> One {
+    let mut deliver = pin!(Deliver::new(entry, event));
+    let mut waited = false;
+    let outcome = poll_fn(|cx| {
+        let poll = deliver.as_mut().poll(cx);
+        if poll.is_pending() && !waited {
+            waited = true;
+            Counters::add(&counters.emitted, 1);
+        }
+        poll
+    })
+    .await;
+    if !waited {
+        if let Some(Ok(())) = outcome {
+            Counters::add(&counters.inline_ok, 1);
+            return One::Counted;
+        }
+        Counters::add(&counters.emitted, 1);
+    }
+    One::Outcome(outcome)
 }
 
 /// Runs `entries` one after another for an inline emit; returns (succeeded, failures).

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
+use std::pin::pin;
 use std::sync::Arc;
 
 use flowgate_core::sync::atomic::Ordering;
@@ -208,9 +208,9 @@ async fn deliver_with_retry<T: Send + Sync + 'static>(
     let mut attempts = 0_u32;
     loop {
         attempts += 1;
-        let mut deliver = Deliver::new(entry, event.clone());
+        let mut deliver = pin!(Deliver::new(entry, event.clone()));
         let outcome = std::future::poll_fn(|cx| {
-            let poll = Pin::new(&mut deliver).poll(cx);
+            let poll = deliver.as_mut().poll(cx);
             if poll.is_pending() {
                 wake.flush();
             }

@@ -30,9 +30,9 @@ use flowgate_core::sync::{spin_yield, thread_local, Mutex};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use flowgate_core::{
-    start, BoxFuture, BoxHandler, Event, EventType, HandlerResult, Invoke, Pattern, PrehashedState,
-    Started,
+    BoxFuture, BoxHandler, Event, EventType, HandlerResult, InlineCall, Pattern, PrehashedState,
 };
+use pin_project_lite::pin_project;
 
 use crate::gate::{Enter, Gate};
 
@@ -373,7 +373,7 @@ impl<T> fmt::Debug for Deliver<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Deliver")
             .field("entry", &self.entry.id)
-            .field("started", &self.running.is_some())
+            .field("running", &self.call.is_running())
             .finish_non_exhaustive()
     }
 }
@@ -417,17 +417,23 @@ impl Drop for Inside<'_> {
     }
 }
 
-/// One invocation of one entry. Resolves to `None` when the subscription was removed before
-/// the invocation could start, else to the handler's outcome (panics caught).
-pub struct Deliver<'a, T> {
-    entry: &'a Entry<T>,
-    event: Option<Event<T>>,
-    /// Waiting for one of the entry's concurrency permits (boxed: only when contended).
-    acquiring: Option<BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>>,
-    /// Held from before the start until the invocation ends, so a cancelled or panicking
-    /// invocation gives it back.
-    permit: Option<OwnedSemaphorePermit>,
-    running: Option<Invoke>,
+pin_project! {
+    /// One invocation of one entry. Resolves to `None` when the subscription was removed
+    /// before the invocation could start, else to the handler's outcome (panics caught).
+    ///
+    /// The handler's future lives inside this value ([`InlineCall`]) when it is small enough,
+    /// so an invocation allocates nothing for it.
+    pub struct Deliver<'a, T> {
+        entry: &'a Entry<T>,
+        event: Option<Event<T>>,
+        // Waiting for one of the entry's concurrency permits (boxed: only when contended).
+        acquiring: Option<BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>>,
+        // Held from before the start until the invocation ends, so a cancelled or panicking
+        // invocation gives it back.
+        permit: Option<OwnedSemaphorePermit>,
+        #[pin]
+        call: InlineCall,
+    }
 }
 
 impl<'a, T> Deliver<'a, T> {
@@ -437,38 +443,41 @@ impl<'a, T> Deliver<'a, T> {
             event: Some(event),
             acquiring: None,
             permit: None,
-            running: None,
+            call: InlineCall::new(),
         }
     }
+}
 
-    /// Takes one of the entry's concurrency permits, if it has a cap. `Ready(false)` means the
-    /// semaphore was closed: the subscription was removed while this invocation waited.
-    fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let Some(limit) = &self.entry.limit else {
-            return Poll::Ready(true);
-        };
-        if self.permit.is_some() {
-            return Poll::Ready(true);
-        }
-        let acquiring = match &mut self.acquiring {
-            Some(acquiring) => acquiring,
-            None => match Arc::clone(limit).try_acquire_owned() {
-                Ok(permit) => {
-                    self.permit = Some(permit);
-                    return Poll::Ready(true);
-                }
-                Err(_) => self
-                    .acquiring
-                    .insert(Box::pin(Arc::clone(limit).acquire_owned())),
-            },
-        };
-        match acquiring.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(acquired) => {
-                self.acquiring = None;
-                self.permit = acquired.ok();
-                Poll::Ready(self.permit.is_some())
+/// Takes one of the entry's concurrency permits, if it has a cap. `Ready(false)` means the
+/// semaphore was closed: the subscription was removed while this invocation waited.
+fn poll_permit(
+    limit: Option<&Arc<Semaphore>>,
+    acquiring: &mut Option<BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>>,
+    permit: &mut Option<OwnedSemaphorePermit>,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    let Some(limit) = limit else {
+        return Poll::Ready(true);
+    };
+    if permit.is_some() {
+        return Poll::Ready(true);
+    }
+    let waiting = match acquiring {
+        Some(waiting) => waiting,
+        None => match Arc::clone(limit).try_acquire_owned() {
+            Ok(taken) => {
+                *permit = Some(taken);
+                return Poll::Ready(true);
             }
+            Err(_) => acquiring.insert(Box::pin(Arc::clone(limit).acquire_owned())),
+        },
+    };
+    match waiting.as_mut().poll(cx) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(acquired) => {
+            *acquiring = None;
+            *permit = acquired.ok();
+            Poll::Ready(permit.is_some())
         }
     }
 }
@@ -476,16 +485,17 @@ impl<'a, T> Deliver<'a, T> {
 impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
     type Output = Option<HandlerResult>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Some(running) = this.running.as_mut() {
-            return Pin::new(running).poll(cx).map(Some);
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.call.is_running() {
+            return this.call.poll(cx).map(Some);
         }
-        if this.event.is_none() || this.entry.gate.is_closed() {
-            // Unsubscribed before the start (no need to wait for a permit first).
+        let entry = *this.entry;
+        if this.event.is_none() || entry.gate.is_closed() {
+            // Unsubscribed before the start (no need to wait for a permit first), or done.
             return Poll::Ready(None);
         }
-        match this.poll_permit(cx) {
+        match poll_permit(entry.limit.as_ref(), this.acquiring, this.permit, cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(false) => return Poll::Ready(None),
             Poll::Ready(true) => {}
@@ -493,19 +503,12 @@ impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
         let Some(event) = this.event.take() else {
             return Poll::Ready(None);
         };
-        let entry = this.entry;
         // The permit is taken first, so the start below is the handler's real start: a
         // concurrency cap never lets a call begin after its unsubscribe returned.
         let Some(_inside) = Inside::enter(&entry.gate) else {
             return Poll::Ready(None);
         };
         // The start: the call and the first poll happen inside the gate.
-        match start(&entry.handler, event, cx) {
-            Started::Done(result) => Poll::Ready(Some(result)),
-            Started::Pending(running) => {
-                this.running = Some(running);
-                Poll::Pending
-            }
-        }
+        this.call.start(&entry.handler, event, cx).map(Some)
     }
 }

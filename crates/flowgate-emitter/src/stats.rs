@@ -22,6 +22,9 @@ pub(crate) struct Counters {
     pub(crate) emitted: Padded<AtomicU64>,
     /// Inline emits' handler outcomes (any caller).
     pub(crate) handled: Padded<AtomicU64>,
+    /// Inline emits to one handler that succeeded on its first poll: each is one emit and one
+    /// handled, counted with one update instead of two (the common case; see `run_one`).
+    pub(crate) inline_ok: Padded<AtomicU64>,
     pub(crate) failed: Padded<AtomicU64>,
     pub(crate) panicked: Padded<AtomicU64>,
     /// Refused `emit_async` calls (any caller).

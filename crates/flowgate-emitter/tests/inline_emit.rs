@@ -211,3 +211,48 @@ async fn a_cancelled_emit_gives_back_its_concurrency_permit() {
         1
     );
 }
+
+/// One handler is the case `emit` counts with a single update when the handler finishes on its
+/// first poll; every other way through it must add up the same in `stats()`.
+#[tokio::test(start_paused = true)]
+async fn one_handler_emits_are_counted_the_same_whichever_way_they_end() {
+    let emitter = Emitter::<u32>::builder().build().unwrap();
+    let _only = emitter
+        .on("job", |event: Event<u32>| async move {
+            match *event.payload() {
+                // Finishes on its first poll.
+                0 => Ok(()),
+                1 => Err(HandlerError::permanent("rejected")),
+                // Waits first (a timer), then finishes.
+                2 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    Ok(())
+                }
+                3 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    Err(HandlerError::retryable("later"))
+                }
+                _ => std::future::pending().await,
+            }
+        })
+        .unwrap();
+    for payload in [0, 0, 1, 2, 3] {
+        let _ = emitter.emit(Event::new("job", payload).unwrap()).await;
+    }
+    // Dropped while its handler waits: emitted, neither handled nor failed.
+    let never = emitter.emit(Event::new("job", 4).unwrap());
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(50), never).await;
+    assert!(gave_up.is_err());
+    // Nothing subscribed to it: emitted, nothing ran.
+    emitter
+        .emit(Event::new("nobody", 0).unwrap())
+        .await
+        .unwrap();
+
+    let stats = emitter.stats();
+    assert_eq!(
+        (stats.emitted, stats.handled, stats.failed),
+        (7, 3, 2),
+        "{stats:?}"
+    );
+}
