@@ -335,10 +335,16 @@ impl InlineCall {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
             handler.call_inline(event, slot.as_mut());
         })) {
-            slot.clear();
+            clear_caught(slot);
             return Poll::Ready(Err(HandlerError::from_panic(payload.as_ref())));
         }
         poll_caught(slot, cx)
+    }
+
+    /// Drops a started handler's future, if one is still waiting (cancelling it). A
+    /// destructor that panics is contained here.
+    pub fn cancel(self: Pin<&mut Self>) {
+        clear_caught(self.project().slot);
     }
 
     /// Whether a started handler is still waiting.
@@ -365,10 +371,16 @@ fn poll_caught(mut slot: Pin<&mut InlineSlot>, cx: &mut Context<'_>) -> Poll<Han
     match catch_unwind(AssertUnwindSafe(|| slot.as_mut().poll(cx))) {
         Ok(poll) => poll,
         Err(payload) => {
-            slot.clear();
+            clear_caught(slot);
             Poll::Ready(Err(HandlerError::from_panic(payload.as_ref())))
         }
     }
+}
+
+/// Drops what the slot holds; a destructor that panics too is contained here (the failure is
+/// already being reported), so it never unwinds into the dispatcher.
+fn clear_caught(slot: Pin<&mut InlineSlot>) {
+    let _ = catch_unwind(AssertUnwindSafe(|| slot.clear()));
 }
 
 impl fmt::Debug for InlineCall {
@@ -444,8 +456,10 @@ impl Future for Invoke {
                 message: "handler future polled after completion".to_owned(),
             }),
         };
-        // A panicked future may hold broken state: drop it now, never poll it again.
-        self.state = InvokeState::Done;
+        // A panicked future may hold broken state: drop it now, never poll it again. A
+        // destructor that panics too is contained (the state is `Done` before it runs).
+        let finished = std::mem::replace(&mut self.state, InvokeState::Done);
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(finished)));
         Poll::Ready(result)
     }
 }

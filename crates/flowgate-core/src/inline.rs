@@ -8,8 +8,10 @@
 //! Invariants, which every `unsafe` block below relies on:
 //!
 //! 1. `vtable` is `Some(table)` exactly when `data` holds a live value of the type `F` that
-//!    `table` was made for (`SlotVTable::of::<F>()`), written by [`InlineSlot::emplace`], which
-//!    checked that `F` fits `data`'s size and alignment. Otherwise `data` holds nothing live.
+//!    `table` was made for (`TableOf::<F>::TABLE`), written by `InlineSlot::write` (from
+//!    `emplace`, `emplace_box`), which checks that `F` fits `data`'s size and alignment.
+//!    Otherwise `data` holds nothing live. The data area is reached through a raw pointer made
+//!    without a reference (`InlineSlot::storage`).
 //! 2. The value is never moved: it is written in place, polled through `Pin<&mut InlineSlot>`
 //!    (the slot is `!Unpin`, so safe code cannot move it once pinned), and dropped in place
 //!    before `data` is reused or the slot is dropped (`Drop`). That is the pinning contract
@@ -211,19 +213,25 @@ impl InlineSlot {
     /// `fits::<F>()` holds and the slot is empty.
     #[inline]
     unsafe fn write<F: Future<Output = HandlerResult>>(&mut self, future: F) {
-        debug_assert!(fits::<F>() && self.vtable.is_none());
+        assert!(fits::<F>() && self.vtable.is_none());
         // SAFETY: `F` fits `data`'s size and alignment (caller), and nothing live is
         // overwritten (the slot is empty).
-        unsafe { self.data.as_mut_ptr().cast::<F>().write(future) };
+        unsafe { self.storage().cast::<F>().write(future) };
         self.vtable = Some(&TableOf::<F>::TABLE);
     }
 
-    /// Stores a boxed future (the box pointer sits in the slot). The slot must be empty.
+    /// The storage's address, made without a reference to it: a `&mut` to the (`Unpin`)
+    /// storage on every access would, under Rust's aliasing rules, invalidate the pointers a
+    /// stored future keeps into itself across an await (its locals borrowed by its state).
+    #[inline]
+    fn storage(&mut self) -> *mut () {
+        (&raw mut self.data).cast()
+    }
+
+    /// Stores a boxed future (the box pointer sits in the slot), clearing the slot first.
     fn write_box(&mut self, future: BoxFuture<'static, HandlerResult>) {
         const { assert!(fits::<BoxFuture<'static, HandlerResult>>()) };
-        if self.vtable.is_some() {
-            self.clear_in_place();
-        }
+        self.clear_in_place();
         // SAFETY: a `BoxFuture` fits (asserted at compile time) and the slot is empty.
         unsafe { self.write(future) };
         self.inline = false;
@@ -235,7 +243,7 @@ impl InlineSlot {
         if let Some(table) = self.vtable.take() {
             // SAFETY: `table` was made for the live value at `data` (invariant 1), which is
             // not used again: the slot is marked empty above.
-            unsafe { (table.drop)(self.data.as_mut_ptr().cast()) }
+            unsafe { (table.drop)(self.storage()) }
         }
     }
 }
@@ -259,7 +267,7 @@ impl Future for InlineSlot {
         };
         // SAFETY: `table` belongs to the live value at `data` (invariant 1), and that value is
         // pinned: it was written in place into a pinned slot and never moved (invariant 2).
-        let poll = unsafe { (table.poll)(this.data.as_mut_ptr().cast(), cx) };
+        let poll = unsafe { (table.poll)(this.storage(), cx) };
         if poll.is_ready() {
             this.clear_in_place();
         }

@@ -4,8 +4,9 @@
 //! `HandlerError::Panicked`.
 
 use std::future::{poll_fn, Future};
+use std::mem::size_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -204,4 +205,158 @@ async fn inline_call_turns_panics_in_the_call_and_in_any_poll_into_errors() {
         call.as_mut().await,
         Err(HandlerError::Panicked { message }) if message.contains("no handler future")
     ));
+}
+
+/// A future of exactly `N` bytes (alignment 1) that checks, when polled, that it was not
+/// moved since its first poll.
+struct Sized<const N: usize> {
+    bytes: [u8; N],
+    first_at: Option<usize>,
+}
+
+impl<const N: usize> Future for Sized<N> {
+    type Output = HandlerResult;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<HandlerResult> {
+        // Sound: `Sized` is `Unpin` (plain data), so it may be taken out of the pin.
+        let this = self.get_mut();
+        let at = std::ptr::from_ref(this) as usize;
+        match this.first_at {
+            None => {
+                this.first_at = Some(at);
+                Poll::Pending
+            }
+            Some(first) => {
+                assert_eq!(first, at, "the future moved between polls");
+                assert!(this.bytes.iter().all(|&b| b == 9));
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+fn sized<const N: usize>() -> Sized<N> {
+    Sized {
+        bytes: [9; N],
+        first_at: None,
+    }
+}
+
+#[repr(align(16))]
+struct Sixteen(u128);
+
+/// A zero-sized future.
+struct Nothing;
+
+impl Future for Nothing {
+    type Output = HandlerResult;
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<HandlerResult> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn the_size_boundary_and_sixteen_byte_alignment_are_honoured() {
+    assert_eq!(
+        size_of::<Sized<{ INLINE_FUTURE_BYTES - 16 }>>(),
+        INLINE_FUTURE_BYTES
+    );
+    let mut slot = pin!(InlineSlot::new());
+    slot.as_mut()
+        .emplace(sized::<{ INLINE_FUTURE_BYTES - 16 }>());
+    assert!(slot.is_inline(), "a future of exactly the slot's size fits");
+    assert!(slot.as_mut().poll(&mut noop_cx()).is_pending());
+    assert!(matches!(
+        slot.as_mut().poll(&mut noop_cx()),
+        Poll::Ready(Ok(()))
+    ));
+
+    assert!(size_of::<Sized<{ INLINE_FUTURE_BYTES - 15 }>>() > INLINE_FUTURE_BYTES);
+    slot.as_mut()
+        .emplace(sized::<{ INLINE_FUTURE_BYTES - 15 }>());
+    assert!(!slot.is_inline(), "one byte more is boxed");
+    assert!(slot.as_mut().poll(&mut noop_cx()).is_pending());
+    assert!(matches!(
+        slot.as_mut().poll(&mut noop_cx()),
+        Poll::Ready(Ok(()))
+    ));
+
+    let sixteen = Sixteen(7);
+    slot.as_mut().emplace(async move {
+        assert_eq!(std::ptr::from_ref(&sixteen) as usize % 16, 0);
+        tokio::task::yield_now().await;
+        assert_eq!(sixteen.0, 7);
+        Ok(())
+    });
+    assert!(slot.is_inline(), "16-byte alignment is stored in place");
+    assert!(slot.as_mut().poll(&mut noop_cx()).is_pending());
+    assert!(matches!(
+        slot.as_mut().poll(&mut noop_cx()),
+        Poll::Ready(Ok(()))
+    ));
+
+    slot.as_mut().emplace(Nothing);
+    assert!(slot.is_inline());
+    assert!(matches!(
+        slot.as_mut().poll(&mut noop_cx()),
+        Poll::Ready(Ok(()))
+    ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_future_borrowing_its_own_locals_across_awaits_keeps_them() {
+    let mut slot = pin!(InlineSlot::new());
+    slot.as_mut().emplace(async {
+        let mut total = 0_u32;
+        let running = &mut total;
+        for n in 1..=4 {
+            tokio::task::yield_now().await;
+            *running += n;
+        }
+        assert_eq!(total, 10);
+        Ok(())
+    });
+    assert!(slot.is_inline());
+    assert!(slot.as_mut().await.is_ok());
+}
+
+/// A hand-written future: pending once, then its poll panics; its destructor panics too.
+/// (An `async` block cannot do this: its unwinding drops its state, and the second panic
+/// aborts the process whatever the caller does.)
+struct PanicsTwice {
+    polled: bool,
+}
+
+impl Future for PanicsTwice {
+    type Output = HandlerResult;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<HandlerResult> {
+        if !self.polled {
+            self.polled = true;
+            return Poll::Pending;
+        }
+        panic!("in poll");
+    }
+}
+
+impl Drop for PanicsTwice {
+    fn drop(&mut self) {
+        assert!(std::thread::panicking(), "destructor panicked");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_destructor_after_a_panicking_poll_never_unwinds_out_of_the_call() {
+    let both = |_: Event<u32>| PanicsTwice { polled: false };
+    let mut call = pin!(InlineCall::new());
+    let mut event = Some(Event::new("a", 1).unwrap());
+    let first =
+        poll_fn(|cx| Poll::Ready(call.as_mut().start(&both, event.take().unwrap(), cx))).await;
+    assert!(first.is_pending());
+    let outcome = catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut noop_cx())));
+    let Ok(Poll::Ready(Err(HandlerError::Panicked { message }))) = outcome else {
+        panic!("the destructor's panic escaped, or the poll's was lost: {outcome:?}");
+    };
+    assert!(message.contains("in poll"));
+    assert!(!call.is_running());
 }

@@ -2,15 +2,16 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use flowgate_core::middleware::{Identity, Stack};
 use flowgate_core::sync::atomic::{AtomicBool, Ordering};
 use flowgate_core::sync::Mutex;
 use flowgate_core::{
-    BoxHandler, DeadLetterSink, Event, Handler, HandlerError, HandlerResult, Layer, LogDeadLetters,
+    BoxHandler, DeadLetterSink, Event, Handler, HandlerError, InlineCall, Layer, LogDeadLetters,
     Pattern, RetryPolicy,
 };
 use flume::{Sender, TrySendError};
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 use crate::error::{HandlerFailure, HandlerFailures};
 use crate::gate::{Enter, Gate};
 use crate::pool::{run_worker, Interrupted, Task, WorkerContext};
-use crate::registry::{Deliver, Entry, Registry};
+use crate::registry::{Deliver, Entry, Registry, Sole};
 use crate::room::{Admission, Room, Try};
 use crate::stats::Counters;
 use crate::subscription::Unsubscribe;
@@ -794,24 +795,41 @@ impl<T: Send + Sync + 'static> Emitter<T> {
             return Err(EmitError::ShutDown(event));
         }
         let counters = &*shared.counters;
-        let snapshot = shared.registry.peek();
-        let (succeeded, failures) = if snapshot.has_patterns() {
-            Counters::add(&counters.emitted, 1);
-            // The iterator matches patterns against the name while the event moves on.
-            let kind = event.kind().clone();
-            run_inline(counters, snapshot.matching(&kind), event).await
-        } else {
-            match snapshot.exact(event.kind()) {
-                // One handler, the common case: no iterator, no event copy.
-                [entry] => match run_one(counters, entry, event).await {
-                    One::Counted => return Ok(Emitted { handlers: 1 }),
-                    One::Outcome(None) => (0, Vec::new()),
-                    One::Outcome(Some(Ok(()))) => (1, Vec::new()),
-                    One::Outcome(Some(Err(error))) => (0, vec![failure(counters, entry, error)]),
-                },
-                entries => {
-                    Counters::add(&counters.emitted, 1);
-                    run_inline(counters, entries.iter(), event).await
+        let mut call = pin!(InlineCall::new());
+        let registry = &shared.registry;
+        let sole = with_context(|cx| registry.start_sole(event, call.as_mut(), cx)).await;
+        let (succeeded, failures) = match sole {
+            // The common case, counted with one update (one emit and one handled).
+            Sole::Done => {
+                Counters::add(&counters.inline_ok, 1);
+                return Ok(Emitted { handlers: 1 });
+            }
+            Sole::Removed => {
+                Counters::add(&counters.emitted, 1);
+                (0, Vec::new())
+            }
+            Sole::Started { poll, id, name } => {
+                // Counted before waiting, so an emit dropped while its handler waits counts.
+                Counters::add(&counters.emitted, 1);
+                let outcome = match poll {
+                    Poll::Ready(outcome) => outcome,
+                    Poll::Pending => call.await,
+                };
+                match outcome {
+                    Ok(()) => (1, Vec::new()),
+                    Err(error) => (0, vec![failure(counters, id, name, error)]),
+                }
+            }
+            Sole::Other(event) => {
+                Counters::add(&counters.emitted, 1);
+                let snapshot = registry.load();
+                if snapshot.has_patterns() {
+                    // The iterator matches patterns against the name while the event moves on.
+                    let kind = event.kind().clone();
+                    run_inline(counters, snapshot.matching(&kind), event, call).await
+                } else {
+                    let entries = snapshot.exact(event.kind()).iter();
+                    run_inline(counters, entries, event, call).await
                 }
             }
         };
@@ -1140,55 +1158,25 @@ impl<T: Send + Sync + 'static> Emitter<T> {
 }
 
 /// Records one inline handler failure.
-fn failure<T>(counters: &Counters, entry: &Entry<T>, error: HandlerError) -> HandlerFailure {
+fn failure(counters: &Counters, id: u64, name: Arc<str>, error: HandlerError) -> HandlerFailure {
     if error.is_panic() {
         Counters::add(&counters.panicked, 1);
     }
     HandlerFailure {
-        subscription: SubscriptionId(entry.id),
-        subscriber: Arc::clone(&entry.name),
+        subscription: SubscriptionId(id),
+        subscriber: name,
         error,
     }
 }
 
-/// How [`run_one`] ended.
-enum One {
-    /// The handler succeeded on its first poll, and the emit is fully counted.
-    Counted,
-    /// Anything else; `emitted` is counted, the outcome is not.
-    Outcome(Option<HandlerResult>),
-}
-
-/// Runs the one matching handler of an inline emit, and counts the emit.
-///
-/// A handler that succeeds on its first poll (the common case) is counted with one update,
-/// `inline_ok`, which stands for one emit and one handled. Every other way counts `emitted`
-/// (when the handler first waits, so a dropped emit is counted too) and leaves the outcome to
-/// the caller.
-async fn run_one<T: Send + Sync + 'static>(
-    counters: &Counters,
-    entry: &Entry<T>,
-    event: Event<T>,
-) -> One {
-    let mut deliver = pin!(Deliver::new(entry, event));
-    let mut waited = false;
-    let outcome = poll_fn(|cx| {
-        let poll = deliver.as_mut().poll(cx);
-        if poll.is_pending() && !waited {
-            waited = true;
-            Counters::add(&counters.emitted, 1);
-        }
-        poll
+/// Runs `f` with the task's context and resolves at once, on the first poll.
+fn with_context<R>(f: impl FnOnce(&mut Context<'_>) -> R) -> impl Future<Output = R> {
+    let mut f = Some(f);
+    poll_fn(move |cx| match f.take() {
+        Some(f) => Poll::Ready(f(cx)),
+        // Never polled again after it resolved.
+        None => Poll::Pending,
     })
-    .await;
-    if !waited {
-        if let Some(Ok(())) = outcome {
-            Counters::add(&counters.inline_ok, 1);
-            return One::Counted;
-        }
-        Counters::add(&counters.emitted, 1);
-    }
-    One::Outcome(outcome)
 }
 
 /// Runs `entries` one after another for an inline emit; returns (succeeded, failures).
@@ -1196,6 +1184,7 @@ async fn run_inline<'a, T: Send + Sync + 'static>(
     counters: &Counters,
     entries: impl Iterator<Item = &'a Arc<Entry<T>>>,
     event: Event<T>,
+    mut call: Pin<&mut InlineCall>,
 ) -> (usize, Vec<HandlerFailure>) {
     let mut succeeded = 0;
     let mut failures = Vec::new();
@@ -1209,10 +1198,12 @@ async fn run_inline<'a, T: Send + Sync + 'static>(
             event.take()
         };
         let Some(this) = this else { break };
-        match Deliver::new(entry, this).await {
+        match Deliver::new(entry, this, call.as_mut()).await {
             None => {}
             Some(Ok(())) => succeeded += 1,
-            Some(Err(error)) => failures.push(failure(counters, entry, error)),
+            Some(Err(error)) => {
+                failures.push(failure(counters, entry.id, Arc::clone(&entry.name), error));
+            }
         }
     }
     (succeeded, failures)

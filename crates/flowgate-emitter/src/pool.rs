@@ -16,12 +16,12 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use flowgate_core::sync::atomic::Ordering;
 use flowgate_core::sync::Mutex;
-use flowgate_core::{DeadLetter, DeadLetterSink, Event, HandlerError, RetryPolicy};
+use flowgate_core::{DeadLetter, DeadLetterSink, Event, HandlerError, InlineCall, RetryPolicy};
 use flume::Receiver;
 
 use crate::registry::{Deliver, Entry, Registry, Snapshot};
@@ -206,11 +206,12 @@ async fn deliver_with_retry<T: Send + Sync + 'static>(
     event: &Event<T>,
 ) {
     let mut attempts = 0_u32;
+    let mut call = pin!(InlineCall::new());
     loop {
         attempts += 1;
-        let mut deliver = pin!(Deliver::new(entry, event.clone()));
+        let mut deliver = Deliver::new(entry, event.clone(), call.as_mut());
         let outcome = std::future::poll_fn(|cx| {
-            let poll = deliver.as_mut().poll(cx);
+            let poll = Pin::new(&mut deliver).poll(cx);
             if poll.is_pending() {
                 wake.flush();
             }

@@ -4,18 +4,32 @@
 //!
 //! 1. **No handler is skipped.** A subscription that `subscribe` returned before an emit began
 //!    is in the snapshot that emit loads, so it is invoked.
-//! 2. **No handler starts after its unsubscribe returned.** Each entry has a start [`Gate`].
-//!    An invocation enters the gate, calls the handler and polls its future once, then leaves.
-//!    `unsubscribe` closes the gate and waits until no invocation is inside, so when it returns
-//!    every invocation has either started (and may still be running) or will never start.
-//!    Exception: `unsubscribe` called from inside a handler's start (a handler unsubscribing
-//!    itself or another) does not wait, since the invocation it would wait for may be waiting
-//!    on this thread; then only invocations on this thread are covered.
+//! 2. **No handler starts after its unsubscribe returned.** An invocation starts (calls the
+//!    handler and polls its future once) in one of two ways, and `unsubscribe` waits for both:
+//!    - *Through the entry's start [`Gate`]* (workers, and inline emits to several handlers, to
+//!      patterns or to a capped subscription): the invocation enters the gate, starts, then
+//!      leaves. `unsubscribe` closes the gate and waits until no invocation is inside.
+//!    - *Under a peek* ([`Registry::start_sole`], an inline emit to its one handler, the common
+//!      case): the invocation starts while it holds its peek of the `current` snapshot and lets
+//!      go of the peek before it ever waits. `unsubscribe` replaces `current`, then waits until
+//!      every `current` snapshot replaced so far that may hold the entry is no longer peeked
+//!      (the list `retired`; after a replacement each peek of the old snapshot holds a strong
+//!      reference to it, so "no longer peeked" is "its strong count reached zero"). This costs
+//!      the emit no atomic read-modify-write of its own.
+//!
+//!    So when `unsubscribe` returns, every invocation has either started (and may still be
+//!    running) or will never start. Exception: `unsubscribe` called from inside a handler's
+//!    start (a handler unsubscribing itself or another) does not wait, since the invocation it
+//!    would wait for may be waiting on this thread; then only invocations on this thread are
+//!    covered.
 //!
 //! Public only for the loom models in `tests/`; not part of the API.
 //!
-//! Readers (every emit) never lock: they load the current snapshot. Writers (subscribe,
-//! unsubscribe) are serialized by one mutex and build a new snapshot; they are rare.
+//! Readers (every emit) never lock: they peek at or load a snapshot. Writers (subscribe,
+//! unsubscribe) are serialized by one mutex and build new snapshots; they are rare. There are
+//! two cells with the same entries: `current`, only ever peeked for the length of a start, and
+//! `shared`, which workers and the other emit paths load and may hold for long (holding it
+//! never delays an `unsubscribe`).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -23,16 +37,17 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+#[cfg(not(loom))]
+use std::sync::Weak;
 use std::task::{Context, Poll};
 
-use flowgate_core::sync::atomic::{AtomicU64, Ordering};
+use flowgate_core::sync::atomic::{fence, AtomicU64, Ordering};
 use flowgate_core::sync::{spin_yield, thread_local, Mutex};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use flowgate_core::{
     BoxFuture, BoxHandler, Event, EventType, HandlerResult, InlineCall, Pattern, PrehashedState,
 };
-use pin_project_lite::pin_project;
 
 use crate::gate::{Enter, Gate};
 
@@ -77,6 +92,11 @@ pub struct Snapshot<T> {
     /// Wildcard subscriptions in subscription order.
     patterns: Vec<Arc<Entry<T>>>,
     len: usize,
+    /// Under loom only: peeks of this snapshot now held. Outside loom the same fact is the
+    /// snapshot's strong count once it was replaced (see `SnapshotCell::swap`); loom cannot
+    /// see `std::sync::Arc`'s counts, so the model counts peeks with a loom atomic instead.
+    #[cfg(loom)]
+    peeks: flowgate_core::sync::atomic::AtomicUsize,
 }
 
 impl<T> Snapshot<T> {
@@ -85,6 +105,8 @@ impl<T> Snapshot<T> {
             exact: HashMap::default(),
             patterns: Vec::new(),
             len: 0,
+            #[cfg(loom)]
+            peeks: flowgate_core::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -133,6 +155,19 @@ impl<T> Snapshot<T> {
     #[inline]
     pub fn exact(&self, kind: &EventType) -> &[Arc<Entry<T>>] {
         self.exact.get(kind).map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The one subscription `kind` goes to, when it goes to exactly one, by its exact name,
+    /// without a concurrency cap: the case [`Registry::start_sole`] starts without a gate.
+    #[inline]
+    pub fn sole(&self, kind: &EventType) -> Option<&Arc<Entry<T>>> {
+        if self.has_patterns() {
+            return None;
+        }
+        match self.exact(kind) {
+            [entry] if entry.limit.is_none() => Some(entry),
+            _ => None,
+        }
     }
 
     /// The entries whose pattern matches `kind`, in subscription order.
@@ -209,7 +244,11 @@ impl<T> SnapshotCell<T> {
         #[cfg(not(loom))]
         return self.inner.load();
         #[cfg(loom)]
-        return Arc::clone(&self.inner.lock());
+        {
+            let current = self.inner.lock();
+            current.peeks.fetch_add(1, Ordering::AcqRel);
+            LoomPeek(Arc::clone(&current))
+        }
     }
 
     #[inline]
@@ -228,20 +267,85 @@ impl<T> SnapshotCell<T> {
             *self.inner.lock() = Arc::new(snapshot);
         }
     }
+
+    /// Replaces the snapshot and returns the old one. When this returns, every peek of the old
+    /// snapshot that is still held owns a strong reference to it (arc-swap pays its debts on a
+    /// swap: a peek must keep the value alive after the returned `Arc` is dropped).
+    fn swap(&self, snapshot: Snapshot<T>) -> Arc<Snapshot<T>> {
+        #[cfg(not(loom))]
+        return self.inner.swap(Arc::new(snapshot));
+        #[cfg(loom)]
+        return std::mem::replace(&mut *self.inner.lock(), Arc::new(snapshot));
+    }
 }
 
-/// What [`Registry::peek`] returns: derefs to `Arc<Snapshot<T>>`.
+/// What `SnapshotCell::peek` returns: derefs to the snapshot.
 #[cfg(not(loom))]
-pub type SnapshotRef<T> = arc_swap::Guard<Arc<Snapshot<T>>>;
-/// What [`Registry::peek`] returns: derefs to `Arc<Snapshot<T>>`.
+type SnapshotRef<T> = arc_swap::Guard<Arc<Snapshot<T>>>;
+/// What `SnapshotCell::peek` returns: derefs to the snapshot.
 #[cfg(loom)]
-pub type SnapshotRef<T> = Arc<Snapshot<T>>;
+type SnapshotRef<T> = LoomPeek<T>;
+
+/// A peek under loom: counted in the snapshot's `peeks` until dropped.
+#[cfg(loom)]
+struct LoomPeek<T>(Arc<Snapshot<T>>);
+
+#[cfg(loom)]
+impl<T> std::ops::Deref for LoomPeek<T> {
+    type Target = Snapshot<T>;
+
+    fn deref(&self) -> &Snapshot<T> {
+        &self.0
+    }
+}
+
+#[cfg(loom)]
+impl<T> Drop for LoomPeek<T> {
+    fn drop(&mut self) {
+        // Release: the start made under this peek happens-before an unsubscribe that sees it.
+        self.0.peeks.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// A replaced `current` snapshot, kept to learn when nobody peeks at it any more: a `Weak`
+/// (no peek left once its strong count is zero), or under loom the snapshot itself (its
+/// `peeks` count).
+#[cfg(not(loom))]
+type Retired<T> = Weak<Snapshot<T>>;
+#[cfg(loom)]
+type Retired<T> = Arc<Snapshot<T>>;
+
+#[cfg(not(loom))]
+fn retire<T>(old: &Arc<Snapshot<T>>) -> Retired<T> {
+    Arc::downgrade(old)
+}
+
+#[cfg(loom)]
+fn retire<T>(old: &Arc<Snapshot<T>>) -> Retired<T> {
+    Arc::clone(old)
+}
+
+/// Whether some peek of a replaced snapshot may still be held (a Relaxed read: follow a
+/// `false` with an Acquire fence before relying on it).
+#[cfg(not(loom))]
+fn still_peeked<T>(retired: &Retired<T>) -> bool {
+    retired.strong_count() > 0
+}
+
+#[cfg(loom)]
+fn still_peeked<T>(retired: &Retired<T>) -> bool {
+    retired.peeks.load(Ordering::Relaxed) > 0
+}
 
 /// The registry; see the [module docs](self).
 pub struct Registry<T> {
+    /// Peeked by [`start_sole`](Self::start_sole) for the length of one start, never longer.
     current: SnapshotCell<T>,
-    /// Serializes writers so no subscribe or unsubscribe is lost between load and store.
-    writer: Mutex<()>,
+    /// The same entries in their own snapshot, for [`load`](Self::load) (see the module docs).
+    shared: SnapshotCell<T>,
+    /// Serializes writers so no subscribe or unsubscribe is lost between load and store, and
+    /// holds the `current` snapshots replaced so far that may still be peeked.
+    writer: Mutex<Vec<Retired<T>>>,
     /// Source of subscription ids; ids grow with subscription order.
     next_id: AtomicU64,
     /// Bumped (Release) after every new snapshot is stored; workers compare it (Acquire) to
@@ -259,7 +363,8 @@ impl<T> Registry<T> {
     pub fn new() -> Self {
         Self {
             current: SnapshotCell::new(Snapshot::empty()),
-            writer: Mutex::new(()),
+            shared: SnapshotCell::new(Snapshot::empty()),
+            writer: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             version: AtomicU64::new(1),
         }
@@ -268,7 +373,7 @@ impl<T> Registry<T> {
     /// The current snapshot, owned (for work that outlives the caller, such as a queued job).
     #[inline]
     pub fn load(&self) -> Arc<Snapshot<T>> {
-        self.current.load()
+        self.shared.load()
     }
 
     /// Changes whenever a subscription is added or removed (never 0).
@@ -279,10 +384,52 @@ impl<T> Registry<T> {
         self.version.load(Ordering::Acquire)
     }
 
-    /// The current snapshot, borrowed for the duration of one emit.
+    /// Starts `event`'s one handler when it has exactly one (see [`Snapshot::sole`]), without
+    /// a gate: under a peek of the `current` snapshot, let go of before this returns (see the
+    /// module docs). `call` must be empty; on [`Sole::Started`] with `Pending`, poll it on.
     #[inline]
-    pub fn peek(&self) -> SnapshotRef<T> {
-        self.current.peek()
+    pub fn start_sole(
+        &self,
+        event: Event<T>,
+        call: Pin<&mut InlineCall>,
+        cx: &mut Context<'_>,
+    ) -> Sole<T>
+    where
+        T: 'static,
+    {
+        let snapshot = self.current.peek();
+        let Some(entry) = snapshot.sole(event.kind()) else {
+            return Sole::Other(event);
+        };
+        if entry.gate.is_closed() {
+            // Being unsubscribed: as if it were gone already.
+            return Sole::Removed;
+        }
+        let poll = {
+            let _starting = Starting::enter();
+            call.start(&entry.handler, event, cx)
+        };
+        match poll {
+            Poll::Ready(Ok(())) => Sole::Done,
+            poll => Sole::Started {
+                poll,
+                id: entry.id,
+                name: Arc::clone(&entry.name),
+            },
+        }
+    }
+
+    /// Publishes `entries` as the new snapshots (writers only, under the writer lock).
+    fn publish(&self, retired: &mut Vec<Retired<T>>, entries: &[Arc<Entry<T>>]) {
+        self.shared
+            .store(Snapshot::from_entries(entries.iter().cloned()));
+        let old = self
+            .current
+            .swap(Snapshot::from_entries(entries.iter().cloned()));
+        retired.retain(still_peeked);
+        retired.push(retire(&old));
+        // Release: pairs with the workers' Acquire in `version`.
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Adds a subscription; it is visible to every emit that begins after this returns.
@@ -293,31 +440,31 @@ impl<T> Registry<T> {
         handler: BoxHandler<T>,
         limit: Option<Arc<Semaphore>>,
     ) -> u64 {
-        let _writer = self.writer.lock();
+        let mut retired = self.writer.lock();
         // Relaxed: ids only need to be unique and increasing, which the writer lock orders.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = name.unwrap_or_else(|| Arc::from(format!("subscription-{id}")));
         let entry = Arc::new(Entry::new(id, name, pattern, handler, limit));
-        let current = self.current.load();
-        let next = Snapshot::from_entries(current.entries().cloned().chain([entry]));
-        self.current.store(next);
-        self.version.fetch_add(1, Ordering::Release);
+        let now = self.shared.load();
+        let entries: Vec<_> = now.entries().cloned().chain([entry]).collect();
+        self.publish(&mut retired, &entries);
         id
     }
 
     /// Removes subscription `id`. Returns `false` if it was not subscribed. When this returns,
     /// no invocation of it is starting or will start (see the module docs).
     pub fn unsubscribe(&self, id: u64) -> bool {
-        let removed = {
-            let _writer = self.writer.lock();
-            let current = self.current.load();
-            let Some(removed) = current.entries().find(|e| e.id == id).cloned() else {
+        let (removed, peeked) = {
+            let mut retired = self.writer.lock();
+            let now = self.shared.load();
+            let Some(removed) = now.entries().find(|e| e.id == id).cloned() else {
                 return false;
             };
-            let next = Snapshot::from_entries(current.entries().filter(|e| e.id != id).cloned());
-            self.current.store(next);
-            self.version.fetch_add(1, Ordering::Release);
-            removed
+            let entries: Vec<_> = now.entries().filter(|e| e.id != id).cloned().collect();
+            self.publish(&mut retired, &entries);
+            // Every replaced `current` snapshot still alive; the ones holding `removed` are
+            // among them.
+            (removed, retired.clone())
         };
         removed.gate.close();
         if let Some(limit) = &removed.limit {
@@ -331,6 +478,13 @@ impl<T> Registry<T> {
             while removed.gate.inside() > 0 {
                 spin_yield();
             }
+            // Starts under a peek: each ends before its peek is let go of.
+            while peeked.iter().any(still_peeked) {
+                spin_yield();
+            }
+            // Acquire: the counts were read Relaxed; the last peek's release (a Release
+            // decrement) then happens-before this return, and with it that start.
+            fence(Ordering::Acquire);
         }
         true
     }
@@ -395,6 +549,43 @@ fn held_by_this_thread_at_all() -> bool {
     DEPTH.with(|depth| depth.get() > 0)
 }
 
+/// What [`Registry::start_sole`] did.
+#[derive(Debug)]
+pub enum Sole<T> {
+    /// Not the one-handler case: the event back, for the gated way.
+    Other(Event<T>),
+    /// Its one subscription is being removed: nothing ran.
+    Removed,
+    /// The handler succeeded on its first poll.
+    Done,
+    /// The handler failed on its first poll (`Ready(Err)`), or waits (`Pending`: poll the
+    /// call on). The subscription's id and name, for a failure report.
+    Started {
+        poll: Poll<HandlerResult>,
+        id: u64,
+        name: Arc<str>,
+    },
+}
+
+/// Starting a handler outside any gate, for the current scope: counted in `DEPTH` so that an
+/// `unsubscribe` from inside this start does not wait for it.
+struct Starting;
+
+impl Starting {
+    #[inline]
+    fn enter() -> Self {
+        DEPTH.with(|depth| depth.set(depth.get() + 1));
+        Self
+    }
+}
+
+impl Drop for Starting {
+    #[inline]
+    fn drop(&mut self) {
+        DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
 /// Inside a start gate for the current scope; leaving the scope (also by unwinding) leaves it.
 struct Inside<'a> {
     gate: &'a Gate,
@@ -417,33 +608,32 @@ impl Drop for Inside<'_> {
     }
 }
 
-pin_project! {
-    /// One invocation of one entry. Resolves to `None` when the subscription was removed
-    /// before the invocation could start, else to the handler's outcome (panics caught).
-    ///
-    /// The handler's future lives inside this value ([`InlineCall`]) when it is small enough,
-    /// so an invocation allocates nothing for it.
-    pub struct Deliver<'a, T> {
-        entry: &'a Entry<T>,
-        event: Option<Event<T>>,
-        // Waiting for one of the entry's concurrency permits (boxed: only when contended).
-        acquiring: Option<BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>>,
-        // Held from before the start until the invocation ends, so a cancelled or panicking
-        // invocation gives it back.
-        permit: Option<OwnedSemaphorePermit>,
-        #[pin]
-        call: InlineCall,
-    }
+/// One invocation of one entry. Resolves to `None` when the subscription was removed before
+/// the invocation could start, else to the handler's outcome (panics caught).
+///
+/// The handler's future lives in `call`, an [`InlineCall`] the caller pinned once and lends to
+/// each invocation in turn, so an invocation allocates nothing for a small future and moves
+/// no future-sized buffer around.
+pub struct Deliver<'a, T> {
+    entry: &'a Entry<T>,
+    event: Option<Event<T>>,
+    /// Waiting for one of the entry's concurrency permits (boxed: only when contended).
+    acquiring: Option<BoxFuture<'static, Result<OwnedSemaphorePermit, AcquireError>>>,
+    /// Held from before the start until the invocation ends, so a cancelled or panicking
+    /// invocation gives it back.
+    permit: Option<OwnedSemaphorePermit>,
+    call: Pin<&'a mut InlineCall>,
 }
 
 impl<'a, T> Deliver<'a, T> {
-    pub fn new(entry: &'a Entry<T>, event: Event<T>) -> Self {
+    /// `call` must not be running (a running call would be cancelled by this start).
+    pub fn new(entry: &'a Entry<T>, event: Event<T>, call: Pin<&'a mut InlineCall>) -> Self {
         Self {
             entry,
             event: Some(event),
             acquiring: None,
             permit: None,
-            call: InlineCall::new(),
+            call,
         }
     }
 }
@@ -485,17 +675,22 @@ fn poll_permit(
 impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
     type Output = Option<HandlerResult>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
         if this.call.is_running() {
-            return this.call.poll(cx).map(Some);
+            return this.call.as_mut().poll(cx).map(Some);
         }
-        let entry = *this.entry;
+        let entry = this.entry;
         if this.event.is_none() || entry.gate.is_closed() {
             // Unsubscribed before the start (no need to wait for a permit first), or done.
             return Poll::Ready(None);
         }
-        match poll_permit(entry.limit.as_ref(), this.acquiring, this.permit, cx) {
+        match poll_permit(
+            entry.limit.as_ref(),
+            &mut this.acquiring,
+            &mut this.permit,
+            cx,
+        ) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(false) => return Poll::Ready(None),
             Poll::Ready(true) => {}
@@ -509,6 +704,18 @@ impl<T: Send + Sync + 'static> Future for Deliver<'_, T> {
             return Poll::Ready(None);
         };
         // The start: the call and the first poll happen inside the gate.
-        this.call.start(&entry.handler, event, cx).map(Some)
+        this.call
+            .as_mut()
+            .start(&entry.handler, event, cx)
+            .map(Some)
+    }
+}
+
+/// Dropping a delivery cancels its handler (the call it borrowed is left empty).
+impl<T> Drop for Deliver<'_, T> {
+    fn drop(&mut self) {
+        if self.call.is_running() {
+            self.call.as_mut().cancel();
+        }
     }
 }

@@ -38,6 +38,13 @@ pub(crate) trait Unsubscribe: Send + Sync {
 /// on other threads, which could be waiting on this one; it then covers this thread only.)
 /// Unsubscribing one of two identical subscriptions leaves the other.
 ///
+/// The wait covers the synchronous part of a start (the handler's call and its first poll,
+/// up to its first `.await` that waits) of inline emits already under way on other threads,
+/// to *any* subscription of this emitter: an emit to a single handler starts it without
+/// per-subscription bookkeeping, so the wait cannot tell which one it is starting. Starts are
+/// short, so this is brief; but do not unsubscribe while holding a blocking lock (a
+/// `std::sync::Mutex`) that a handler takes before its first wait, or the two can deadlock.
+///
 /// ```
 /// use flowgate::{Emitter, Event};
 ///

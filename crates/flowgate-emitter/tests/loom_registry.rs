@@ -1,16 +1,21 @@
-//! Loom model of the subscriber registry snapshot and the per-subscription start gate:
-//! subscribe and unsubscribe racing an emit. No handler starts after its `unsubscribe`
-//! returned, and no handler subscribed before an emit began is skipped.
+//! Loom model of the subscriber registry snapshot, the per-subscription start gate and the
+//! gate-free start of an emit's one handler: subscribe and unsubscribe racing an emit. No
+//! handler starts after its `unsubscribe` returned, and no handler subscribed before an emit
+//! began is skipped.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p flowgate-emitter --test loom_registry`.
 #![cfg(loom)]
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
 
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 
-use flowgate_core::{BoxHandler, Event, HandlerResult, Pattern};
-use flowgate_emitter::registry::{Deliver, Registry};
+use flowgate_core::{BoxHandler, Event, HandlerResult, InlineCall, Pattern};
+use flowgate_emitter::registry::{Deliver, Registry, Sole};
 
 /// A handler that raises `flag` when its body runs (on the first poll, like user code in an
 /// async block).
@@ -25,12 +30,28 @@ fn raising(flag: &Arc<AtomicBool>) -> BoxHandler<u32> {
     })
 }
 
-/// What one emit does: load the snapshot, deliver to every match.
+/// What one emit does: start the one handler without a gate when there is exactly one, else
+/// load the snapshot and deliver to every match through their gates.
 fn emit(registry: &Registry<u32>, event: &Event<u32>) -> usize {
+    let mut call = pin!(InlineCall::new());
+    let sole = loom::future::block_on(poll_fn(|cx| {
+        Poll::Ready(registry.start_sole(event.clone(), call.as_mut(), cx))
+    }));
+    match sole {
+        Sole::Done => return 1,
+        Sole::Removed => return 0,
+        Sole::Started { poll, .. } => {
+            if poll.is_pending() {
+                let _ = loom::future::block_on(call);
+            }
+            return 1;
+        }
+        Sole::Other(_) => {}
+    }
     let snapshot = registry.load();
     let mut delivered = 0;
     for entry in snapshot.matching(event.kind()) {
-        if loom::future::block_on(Deliver::new(entry, event.clone())).is_some() {
+        if loom::future::block_on(Deliver::new(entry, event.clone(), call.as_mut())).is_some() {
             delivered += 1;
         }
     }
@@ -63,6 +84,41 @@ fn no_handler_starts_after_its_unsubscribe_returned() {
             ran.load(SeqCst),
             "delivered means the handler ran"
         );
+    });
+}
+
+/// The emit peeks at a snapshot that a third thread's subscribe replaces before the
+/// unsubscribe runs: the unsubscribe must still wait for that older peek.
+#[test]
+fn unsubscribe_waits_for_a_start_under_a_snapshot_another_writer_replaced() {
+    loom::model(|| {
+        let registry = Arc::new(Registry::<u32>::new());
+        let ran = Arc::new(AtomicBool::new(false));
+        let id = registry.subscribe(None, Pattern::new("a").unwrap(), raising(&ran), None);
+        let event = Event::new("a", 1).unwrap();
+
+        let emitter = {
+            let registry = Arc::clone(&registry);
+            thread::spawn(move || emit(&registry, &event))
+        };
+        let subscriber = {
+            let registry = Arc::clone(&registry);
+            let other = Arc::new(AtomicBool::new(false));
+            thread::spawn(move || {
+                registry.subscribe(None, Pattern::new("b").unwrap(), raising(&other), None);
+            })
+        };
+        assert!(registry.unsubscribe(id));
+        let ran_when_unsubscribe_returned = ran.load(SeqCst);
+        let delivered = emitter.join().unwrap();
+        subscriber.join().unwrap();
+
+        assert_eq!(
+            ran.load(SeqCst),
+            ran_when_unsubscribe_returned,
+            "the handler started after unsubscribe returned"
+        );
+        assert_eq!(delivered == 1, ran.load(SeqCst));
     });
 }
 
