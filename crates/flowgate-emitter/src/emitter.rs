@@ -801,7 +801,7 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         let (succeeded, failures) = match sole {
             // The common case, counted with one update (one emit and one handled).
             Sole::Done => {
-                Counters::add(&counters.inline_ok, 1);
+                counters.inline_ok.add(1);
                 return Ok(Emitted { handlers: 1 });
             }
             Sole::Removed => {
@@ -1135,9 +1135,9 @@ impl<T: Send + Sync + 'static> Emitter<T> {
         let shared = &*self.shared;
         let c = &*shared.counters;
         EmitterStats {
-            emitted: Counters::get(&c.emitted) + Counters::get(&c.inline_ok),
+            emitted: Counters::get(&c.emitted) + c.inline_ok.get(),
             handled: Counters::get(&c.handled)
-                + Counters::get(&c.inline_ok)
+                + c.inline_ok.get()
                 + c.sum(|w| w.handled.load(Ordering::Relaxed)),
             failed: Counters::get(&c.failed) + c.sum(|w| w.failed.load(Ordering::Relaxed)),
             panicked: Counters::get(&c.panicked) + c.sum(|w| w.panicked.load(Ordering::Relaxed)),

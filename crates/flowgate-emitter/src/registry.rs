@@ -550,7 +550,12 @@ fn held_by_this_thread_at_all() -> bool {
 }
 
 /// What [`Registry::start_sole`] did.
+///
+/// `repr(u8)`: an explicit tag, so the caller tells the common `Done` from the rest by one
+/// byte instead of through the niche of a `Poll<HandlerResult>` (which cost a copy of the
+/// whole value and a store-forwarding stall on every emit).
 #[derive(Debug)]
+#[repr(u8)]
 pub enum Sole<T> {
     /// Not the one-handler case: the event back, for the gated way.
     Other(Event<T>),
