@@ -315,6 +315,10 @@ pin_project! {
 
 impl InlineCall {
     /// An invocation not started yet.
+    ///
+    /// ```
+    /// assert!(!flowgate::InlineCall::new().is_running());
+    /// ```
     pub const fn new() -> Self {
         Self {
             slot: InlineSlot::new(),
@@ -325,6 +329,19 @@ impl InlineCall {
     /// future is dropped then); `Pending` means the handler is waiting: poll `self` on.
     ///
     /// A call that is still running is dropped (cancelled) first.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use std::task::{Context, Poll, Waker};
+    /// use flowgate::{Event, InlineCall};
+    ///
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut call = pin!(InlineCall::new());
+    /// let ok = |_: Event<()>| async { Ok(()) };
+    /// let first = call.as_mut().start(&ok, Event::new("a", ())?, &mut cx);
+    /// assert!(matches!(first, Poll::Ready(Ok(()))));
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn start<T, H: Handler<T> + ?Sized>(
         self: Pin<&mut Self>,
         handler: &H,
@@ -343,11 +360,27 @@ impl InlineCall {
 
     /// Drops a started handler's future, if one is still waiting (cancelling it). A
     /// destructor that panics is contained here.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use std::task::{Context, Waker};
+    /// use flowgate::{Event, HandlerResult, InlineCall};
+    ///
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut call = pin!(InlineCall::new());
+    /// let never = |_: Event<()>| std::future::pending::<HandlerResult>();
+    /// assert!(call.as_mut().start(&never, Event::new("a", ())?, &mut cx).is_pending());
+    /// assert!(call.is_running());
+    /// call.as_mut().cancel();
+    /// assert!(!call.is_running());
+    /// # Ok::<(), flowgate::CoreError>(())
+    /// ```
     pub fn cancel(self: Pin<&mut Self>) {
         clear_caught(self.project().slot);
     }
 
-    /// Whether a started handler is still waiting.
+    /// Whether a started handler is still waiting (see [`cancel`](Self::cancel) for an
+    /// example).
     #[must_use]
     pub fn is_running(&self) -> bool {
         self.slot.is_occupied()

@@ -142,6 +142,11 @@ impl Default for InlineSlot {
 
 impl InlineSlot {
     /// An empty slot.
+    ///
+    /// ```
+    /// let slot = flowgate::InlineSlot::new();
+    /// assert!(!slot.is_occupied());
+    /// ```
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -154,6 +159,15 @@ impl InlineSlot {
 
     /// Stores `future` (dropping any future already here first): in place when it fits, else
     /// boxed.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use flowgate::InlineSlot;
+    ///
+    /// let mut slot = pin!(InlineSlot::new());
+    /// slot.as_mut().emplace(async { Ok(()) });
+    /// assert!(slot.is_inline());
+    /// ```
     #[inline]
     pub fn emplace<F>(self: Pin<&mut Self>, future: F)
     where
@@ -192,18 +206,56 @@ impl InlineSlot {
     }
 
     /// Whether a future is stored (it is dropped once it finished).
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use flowgate::InlineSlot;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut slot = pin!(InlineSlot::new());
+    /// slot.as_mut().emplace(async { Ok(()) });
+    /// assert!(slot.is_occupied());
+    /// slot.as_mut().await.unwrap();
+    /// assert!(!slot.is_occupied());
+    /// # }
+    /// ```
     #[must_use]
     pub fn is_occupied(&self) -> bool {
         self.vtable.is_some()
     }
 
     /// Whether the stored future sits in the slot itself (`false`: boxed, or nothing stored).
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use flowgate::InlineSlot;
+    ///
+    /// let mut slot = pin!(InlineSlot::new());
+    /// assert!(!slot.is_inline());
+    /// let table = [0_u64; 64]; // 512 bytes: more than the slot holds
+    /// slot.as_mut().emplace(async move {
+    ///     assert_eq!(table.len(), 64);
+    ///     Ok(())
+    /// });
+    /// assert!(slot.is_occupied() && !slot.is_inline());
+    /// ```
     #[must_use]
     pub fn is_inline(&self) -> bool {
         self.vtable.is_some() && self.inline
     }
 
     /// Drops the stored future, if any (cancelling it).
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use flowgate::InlineSlot;
+    ///
+    /// let mut slot = pin!(InlineSlot::new());
+    /// slot.as_mut().emplace(std::future::pending());
+    /// slot.as_mut().clear();
+    /// assert!(!slot.is_occupied());
+    /// ```
     pub fn clear(self: Pin<&mut Self>) {
         // SAFETY: dropping in place moves nothing.
         unsafe { self.get_unchecked_mut() }.clear_in_place();

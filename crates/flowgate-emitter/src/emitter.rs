@@ -1134,10 +1134,12 @@ impl<T: Send + Sync + 'static> Emitter<T> {
     pub fn stats(&self) -> EmitterStats {
         let shared = &*self.shared;
         let c = &*shared.counters;
+        // Read once: it stands for one emit and one handled.
+        let inline_ok = c.inline_ok.get();
         EmitterStats {
-            emitted: Counters::get(&c.emitted) + c.inline_ok.get(),
+            emitted: Counters::get(&c.emitted) + inline_ok,
             handled: Counters::get(&c.handled)
-                + c.inline_ok.get()
+                + inline_ok
                 + c.sum(|w| w.handled.load(Ordering::Relaxed)),
             failed: Counters::get(&c.failed) + c.sum(|w| w.failed.load(Ordering::Relaxed)),
             panicked: Counters::get(&c.panicked) + c.sum(|w| w.panicked.load(Ordering::Relaxed)),

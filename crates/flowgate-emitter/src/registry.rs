@@ -402,7 +402,8 @@ impl<T> Registry<T> {
             return Sole::Other(event);
         };
         if entry.gate.is_closed() {
-            // Being unsubscribed: as if it were gone already.
+            // Being unsubscribed: as if it were gone already. (The event, a parameter, is
+            // dropped after the peek, a local: never under it.)
             return Sole::Removed;
         }
         let poll = {
@@ -427,6 +428,10 @@ impl<T> Registry<T> {
             .current
             .swap(Snapshot::from_entries(entries.iter().cloned()));
         retired.retain(still_peeked);
+        // Acquire: a snapshot pruned here was seen unpeeked with a Relaxed read; this makes the
+        // starts made under its last peeks happen-before this writer, and through the writer
+        // lock before every later unsubscribe, which no longer looks at that snapshot.
+        fence(Ordering::Acquire);
         retired.push(retire(&old));
         // Release: pairs with the workers' Acquire in `version`.
         self.version.fetch_add(1, Ordering::Release);
@@ -518,7 +523,7 @@ impl<T> fmt::Debug for Matching<'_, T> {
 impl<T> fmt::Debug for Registry<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("current", &self.load())
+            .field("shared", &self.load())
             .finish_non_exhaustive()
     }
 }
@@ -722,5 +727,32 @@ impl<T> Drop for Deliver<'_, T> {
         if self.call.is_running() {
             self.call.as_mut().cancel();
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    /// What `unsubscribe` relies on from arc-swap: once `swap` returned, every guard of the old
+    /// value still held owns a strong reference to it (also guards beyond a thread's few fast
+    /// debt slots, which take another path), so "strong count zero" means "no guard left".
+    #[test]
+    fn after_a_swap_every_held_guard_of_the_old_value_is_a_strong_reference() {
+        let cell = arc_swap::ArcSwap::from_pointee(1_u32);
+        // More guards than arc-swap's fast slots per thread (8).
+        let guards: Vec<_> = (0..20).map(|_| cell.load()).collect();
+        let old = cell.swap(Arc::new(2));
+        let weak = Arc::downgrade(&old);
+        drop(old);
+        assert_eq!(weak.strong_count(), guards.len());
+        let others = std::thread::spawn({
+            let weak = weak.clone();
+            move || weak.strong_count()
+        });
+        assert_eq!(others.join().unwrap(), guards.len());
+        drop(guards);
+        assert_eq!(weak.strong_count(), 0);
+        assert_eq!(**cell.load(), 2);
     }
 }

@@ -42,8 +42,11 @@ pub(crate) trait Unsubscribe: Send + Sync {
 /// up to its first `.await` that waits) of inline emits already under way on other threads,
 /// to *any* subscription of this emitter: an emit to a single handler starts it without
 /// per-subscription bookkeeping, so the wait cannot tell which one it is starting. Starts are
-/// short, so this is brief; but do not unsubscribe while holding a blocking lock (a
-/// `std::sync::Mutex`) that a handler takes before its first wait, or the two can deadlock.
+/// short, so this is brief; but a handler whose synchronous part blocks holds up every
+/// unsubscribe (and every drop of a `Subscription`) of this emitter until it returns, and
+/// one that blocks on the unsubscribing thread (a `std::sync::Mutex` that thread holds, a
+/// `OnceLock` it is initializing, a channel it should send on) deadlocks with it. Keep the
+/// part of a handler before its first `.await` free of blocking waits.
 ///
 /// ```
 /// use flowgate::{Emitter, Event};

@@ -124,7 +124,18 @@ fn unsubscribe_waits_for_a_start_under_a_snapshot_another_writer_replaced() {
 
 #[test]
 fn no_handler_subscribed_before_an_emit_began_is_skipped() {
-    loom::model(|| {
+    no_subscription_made_before_an_emit_is_skipped("a.*", "a.b");
+}
+
+/// The same through the gate-free path: an exact name with one subscription, so the emit
+/// starts it under its peek (and the subscribe races `publish`'s two stores).
+#[test]
+fn a_sole_handler_subscribed_before_an_emit_began_is_not_skipped() {
+    no_subscription_made_before_an_emit_is_skipped("a", "a");
+}
+
+fn no_subscription_made_before_an_emit_is_skipped(pattern: &'static str, kind: &'static str) {
+    loom::model(move || {
         let registry = Arc::new(Registry::<u32>::new());
         let ran = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
@@ -136,12 +147,12 @@ fn no_handler_subscribed_before_an_emit_began_is_skipped() {
                 Arc::clone(&subscribed),
             );
             thread::spawn(move || {
-                registry.subscribe(None, Pattern::new("a.*").unwrap(), raising(&ran), None);
+                registry.subscribe(None, Pattern::new(pattern).unwrap(), raising(&ran), None);
                 subscribed.store(true, SeqCst);
             })
         };
         let subscribed_before_emit = subscribed.load(SeqCst);
-        let delivered = emit(&registry, &Event::new("a.b", 1).unwrap());
+        let delivered = emit(&registry, &Event::new(kind, 1).unwrap());
         if subscribed_before_emit {
             assert_eq!(
                 delivered, 1,
