@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use flowgate_core::{
-    Event, HandlerError, HandlerResult, InlineCall, InlineSlot, INLINE_FUTURE_BYTES,
+    Event, Handler, HandlerError, HandlerResult, InlineCall, InlineSlot, INLINE_FUTURE_BYTES,
 };
 
 /// Counts its drops.
@@ -29,6 +29,15 @@ async fn yields_once(guard: DropCount) -> HandlerResult {
     tokio::task::yield_now().await;
     let _keep = &guard;
     Ok(())
+}
+
+/// Starts `handler` in `call` with a fresh event, on the test's own task.
+async fn start_in(
+    mut call: Pin<&mut InlineCall>,
+    handler: &impl Handler<u32>,
+) -> Poll<HandlerResult> {
+    let mut event = Some(Event::new("a", 1).unwrap());
+    poll_fn(|cx| Poll::Ready(call.as_mut().start(handler, event.take().unwrap(), cx))).await
 }
 
 fn noop_cx() -> Context<'static> {
@@ -160,14 +169,7 @@ async fn inline_call_turns_panics_in_the_call_and_in_any_poll_into_errors() {
     // Panics in `call` itself (before any future exists).
     let panics_in_call = |_: Event<u32>| -> std::future::Ready<HandlerResult> { panic!("in call") };
     let mut call = pin!(InlineCall::new());
-    let mut event = Some(Event::new("a", 1).unwrap());
-    let first = poll_fn(|cx| {
-        Poll::Ready(
-            call.as_mut()
-                .start(&panics_in_call, event.take().unwrap(), cx),
-        )
-    })
-    .await;
+    let first = start_in(call.as_mut(), &panics_in_call).await;
     assert!(matches!(
         first,
         Poll::Ready(Err(HandlerError::Panicked { .. }))
@@ -186,14 +188,7 @@ async fn inline_call_turns_panics_in_the_call_and_in_any_poll_into_errors() {
         }
     };
     let mut call = pin!(InlineCall::new());
-    let mut event = Some(Event::new("a", 1).unwrap());
-    let first = poll_fn(|cx| {
-        Poll::Ready(
-            call.as_mut()
-                .start(&panics_later, event.take().unwrap(), cx),
-        )
-    })
-    .await;
+    let first = start_in(call.as_mut(), &panics_later).await;
     assert!(first.is_pending() && call.is_running());
     assert!(matches!(
         call.as_mut().await,
@@ -349,9 +344,7 @@ impl Drop for PanicsTwice {
 async fn a_panicking_destructor_after_a_panicking_poll_never_unwinds_out_of_the_call() {
     let both = |_: Event<u32>| PanicsTwice { polled: false };
     let mut call = pin!(InlineCall::new());
-    let mut event = Some(Event::new("a", 1).unwrap());
-    let first =
-        poll_fn(|cx| Poll::Ready(call.as_mut().start(&both, event.take().unwrap(), cx))).await;
+    let first = start_in(call.as_mut(), &both).await;
     assert!(first.is_pending());
     let outcome = catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut noop_cx())));
     let Ok(Poll::Ready(Err(HandlerError::Panicked { message }))) = outcome else {
